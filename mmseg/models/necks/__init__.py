@@ -1,0 +1,3 @@
+from .fpnt import FPNT
+
+__all__ = ['FPNT']

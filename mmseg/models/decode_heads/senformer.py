@@ -1,0 +1,108 @@
+"""SenFormer head: an ensemble of transformer learners, one per level."""
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList
+from ..losses import accuracy
+from ..utils.learner import TransformerLearner
+from .decode_head import BaseDecodeHead
+
+HeadOutput = Tuple[List[torch.Tensor], torch.Tensor]
+
+
+@MODELS.register_module()
+class SenFormer(BaseDecodeHead):
+    """Self-ensemble head of SenFormer (Bousselham et al., 2021).
+
+    A :class:`TransformerLearner` per pyramid level predicts class logits;
+    the ensemble is the sum of the learners' softmax maps at the finest
+    level. This class shares weights across decoder steps ("repeated": one
+    block per learner applied ``branch_depth`` times);
+    :class:`SenFormerNWS` gives each step its own block.
+
+    Args:
+        num_heads: attention heads of the learners.
+        branch_depth: decoder steps of each learner.
+        feature_strides: strides of the input levels, finest first.
+        channels, dropout_ratio, norm_cfg: size the classifier ``conv_seg``
+            of the base head, which SenFormer does not use but the published
+            checkpoints contain.
+        Other arguments: see :class:`BaseDecodeHead`.
+    """
+
+    share_block_weights = True
+
+    def __init__(self, num_heads: int, branch_depth: int,
+                 feature_strides: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        if len(feature_strides) != len(self.in_channels) or \
+                list(feature_strides) != sorted(feature_strides):
+            raise ValueError(
+                f'feature_strides {feature_strides} must list one stride per '
+                f'input level ({len(self.in_channels)}), finest first')
+        self.learners = torch.nn.ModuleList(
+            TransformerLearner(dims, self.num_classes, num_heads,
+                               branch_depth, self.share_block_weights)
+            for dims in self.in_channels)
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        for learner in self.learners:
+            learner.init_weights()
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> HeadOutput:
+        """
+        Args:
+            inputs: the neck maps ``B x C x H_i x W_i``.
+
+        Returns:
+            tuple: each learner's logits ``B x K x H_0 x W_0`` (resized to
+            the finest level), and the ensemble, the sum of their softmaxes.
+        """
+        feats = self._select_inputs(inputs)
+        size = feats[0].shape[2:]
+        learner_logits = [
+            self.resize(learner(feat), size)
+            for learner, feat in zip(self.learners, feats)
+        ]
+        ensemble = sum(logits.softmax(dim=1) for logits in learner_logits)
+        return learner_logits, ensemble
+
+    def loss_by_feat(self, seg_logits: HeadOutput,
+                     batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
+        """``loss_classic`` (NLL of the ensemble), ``loss_seg`` (mean
+        learner cross-entropy) and ``acc_seg`` (ensemble accuracy)."""
+        learner_logits, ensemble = seg_logits
+        label = self.stack_labels(batch_data_samples)
+        size = label.shape[1:]
+        ensemble = self.resize(ensemble, size)
+        log_ensemble = torch.log(ensemble.clamp(min=1e-15))
+        loss_seg = sum(
+            self.loss_decode(self.resize(logits, size), label,
+                             self.ignore_index)
+            for logits in learner_logits) / len(learner_logits)
+        num_valid = (label != self.ignore_index).sum().clamp(min=1)
+        return dict(
+            loss_classic=F.nll_loss(
+                log_ensemble,
+                label,
+                ignore_index=self.ignore_index,
+                reduction='sum') / num_valid,
+            loss_seg=loss_seg,
+            acc_seg=accuracy(ensemble, label, self.ignore_index))
+
+    def predict_by_feat(self, seg_logits: HeadOutput,
+                        batch_img_metas: List[dict]) -> torch.Tensor:
+        """The ensemble at the network input size."""
+        return super().predict_by_feat(seg_logits[1], batch_img_metas)
+
+
+@MODELS.register_module()
+class SenFormerNWS(SenFormer):
+    """SenFormer without weight sharing: ``branch_depth`` distinct blocks
+    per learner."""
+
+    share_block_weights = False

@@ -1,0 +1,91 @@
+"""FPNT: a feature pyramid whose merged maps pass through a Swin block."""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule
+
+from mmseg.registry import MODELS
+from ..utils.swin_block import SwinBlockSequence
+
+
+class TokenSwinLayer(nn.Module):
+    """Runs Swin blocks on a ``B x C x H x W`` map through its tokens."""
+
+    def __init__(self, **block_kwargs):
+        super().__init__()
+        self.swin_blocks = SwinBlockSequence(**block_kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        tokens = self.swin_blocks(tokens, (H, W))[0]
+        return tokens.transpose(1, 2).reshape(B, C, H, W)
+
+
+@MODELS.register_module()
+class FPNT(BaseModule):
+    """Feature pyramid network with transformer (Swin) smoothing.
+
+    Each backbone map gets a 1x1 lateral projection; from the coarsest level
+    down, each map is upsampled (nearest) and added to the next finer one;
+    every summed map then goes through ``depth_swin`` Swin blocks.
+
+    Args:
+        in_channels: channels of the backbone maps, finest first.
+        out_channels: channels of every output map.
+        num_outs: number of output maps (one per input level).
+        depth_swin: Swin blocks per level.
+        num_heads: attention heads of the Swin blocks.
+        window_size: attention window side.
+        mlp_ratio: MLP width relative to ``out_channels``.
+        qkv_bias, qk_scale: attention projection bias and scale override.
+        drop_rate: dropout after projections and in MLPs.
+        attn_drop_rate: dropout on attention weights.
+        init_cfg: mmengine initialisation config.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int],
+                 out_channels: int,
+                 num_outs: int,
+                 depth_swin: int = 1,
+                 num_heads: int = 8,
+                 window_size: int = 7,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 init_cfg: Optional[dict] = dict(
+                     type='Xavier', layer='Conv2d', distribution='uniform')):
+        super().__init__(init_cfg=init_cfg)
+        if num_outs != len(in_channels):
+            raise ValueError(f'FPNT makes one output per input level: '
+                             f'num_outs={num_outs} but {len(in_channels)} '
+                             f'in_channels were given')
+        self.lateral_convs = nn.ModuleList(
+            ConvModule(c, out_channels, 1, act_cfg=None)
+            for c in in_channels)
+        self.fpn_swins = nn.ModuleList(
+            TokenSwinLayer(
+                embed_dims=out_channels,
+                num_heads=num_heads,
+                depth=depth_swin,
+                window_size=window_size,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop_rate=drop_rate,
+                attn_drop_rate=attn_drop_rate) for _ in in_channels)
+
+    def forward(self, inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Maps ``B x C_i x H_i x W_i`` -> maps ``B x out x H_i x W_i``."""
+        assert len(inputs) == len(self.lateral_convs)
+        laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[2:], mode='nearest')
+        return [swin(x) for swin, x in zip(self.fpn_swins, laterals)]

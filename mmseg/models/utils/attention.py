@@ -1,0 +1,80 @@
+"""Token attention layers of the SenFormer learners (ViT layout).
+
+Dropout and stochastic depth are 0 in every published SenFormer config, so
+these layers have none.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused ``qkv`` projection.
+
+    Args:
+        dims: token channels C.
+        num_heads: heads; C must be divisible by it.
+    """
+
+    def __init__(self, dims: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dims, dims * 3)
+        self.proj = nn.Linear(dims, dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x N x C`` -> ``B x N x C``."""
+        B, N, C = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, C // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # B x h x N x d
+        out = F.scaled_dot_product_attention(
+            q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries over a token sequence.
+
+    Args:
+        dims: channels C of queries and tokens.
+        num_heads: heads; C must be divisible by it.
+    """
+
+    def __init__(self, dims: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.to_q = nn.Linear(dims, dims)
+        self.kv = nn.Linear(dims, dims * 2)
+        self.proj = nn.Linear(dims, dims)
+
+    def forward(self, queries: torch.Tensor,
+                tokens: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            queries: ``B x K x C``.
+            tokens: ``B x HW x C`` keys and values.
+
+        Returns:
+            Tensor: ``B x K x C``.
+        """
+        B, K, C = queries.shape
+        heads, head_dims = self.num_heads, C // self.num_heads
+        q = self.to_q(queries).view(B, K, heads, head_dims).transpose(1, 2)
+        kv = self.kv(tokens).view(B, -1, 2, heads, head_dims)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # B x h x HW x d
+        out = F.scaled_dot_product_attention(
+            q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, K, C))
+
+
+class Mlp(nn.Module):
+    """``C -> hidden -> C`` with GELU (keys ``fc1``, ``fc2``)."""
+
+    def __init__(self, dims: int, hidden_dims: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dims, hidden_dims)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dims, dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
