@@ -1,0 +1,199 @@
+"""Measure the speed and memory of a model: GFLOP, seconds, the fraction of
+the machine's matrix-multiply rate, images/s and peak memory.
+
+    python tools/benchmark.py CONFIG [CHECKPOINT] [--shape H W] [--batch N]
+        [--mode inference|train] [--repeat K] [--amp] [--device cpu|cuda]
+        [--json FILE]
+
+``inference`` times ``encode_decode`` (logits at input size) without
+gradients; ``train`` times one forward + backward of the training losses
+(no optimizer step). The matrix-multiply rate is measured in the same run
+(a 2048 x 2048 float32 matmul, or the AMP dtype with ``--amp``). Peak memory
+is the process's peak resident memory on CPU and the peak allocated CUDA
+memory on GPU.
+"""
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Benchmark a SenFormer config (speed, FLOPs, memory).')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        'checkpoint', nargs='?', help='optional checkpoint to load')
+    parser.add_argument(
+        '--shape', type=int, nargs=2, metavar=('H', 'W'),
+        help='input size (default: the config\'s crop size)')
+    parser.add_argument('--batch', type=int, default=None,
+                        help='batch size (default 1 inference, 2 train)')
+    parser.add_argument('--mode', choices=['inference', 'train'],
+                        default='inference')
+    parser.add_argument('--repeat', type=int, default=5,
+                        help='timed runs (the median is reported)')
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: bfloat16 on CPU, float16 on CUDA')
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda[:N] (default: cuda if available)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads (default: torch\'s default)')
+    parser.add_argument('--json', help='also write the figures to this file')
+    parser.add_argument(
+        '--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+        help='config overrides, as in tools/train.py')
+    return parser.parse_args(argv)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, device, repeat, warmup):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype,
+                repeat: int = 5) -> float:
+    """FLOP/s of a 2048 x 2048 matrix product on ``device``."""
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    b = torch.randn(2048, 2048, device=device, dtype=dtype)
+    times = _timed(lambda: a @ b, device, repeat, warmup=2)
+    return 2 * 2048**3 / statistics.median(times)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device)
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def build(args, device):
+    from mmengine.config import Config, DictAction
+    from mmengine.model import revert_sync_batchnorm
+
+    from mmseg.apis import init_model
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        action = DictAction(option_strings=[], dest='opts')
+        namespace = argparse.Namespace()
+        action(None, namespace, args.cfg_options)
+        cfg.merge_from_dict(namespace.opts)
+    model = init_model(cfg, args.checkpoint, device=str(device))
+    if device.type != 'cuda':
+        model = revert_sync_batchnorm(model)
+    crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
+    return model, tuple(args.shape or crop or (512, 512))
+
+
+def make_batch(model, shape, batch, device):
+    from mmengine.structures import PixelData
+
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch, 3, *shape, generator=g).to(device)
+    labels = torch.randint(0, model.num_classes, (batch, 1, *shape),
+                           generator=g).to(device)
+    samples = [
+        SegDataSample(
+            gt_sem_seg=PixelData(data=labels[i]),
+            metainfo=dict(
+                img_shape=shape, ori_shape=shape, batch_input_shape=shape))
+        for i in range(batch)
+    ]
+    return inputs, samples
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg.utils.flops import count_flops
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    amp_dtype = (torch.float16 if device.type == 'cuda' else
+                 torch.bfloat16) if args.amp else None
+    batch = args.batch or (2 if args.mode == 'train' else 1)
+
+    model, shape = build(args, device)
+    inputs, samples = make_batch(model, shape, batch, device)
+    metas = [s.metainfo for s in samples]
+
+    def autocast():
+        return torch.autocast(
+            device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+
+    if args.mode == 'inference':
+        model.eval()
+
+        def step():
+            with torch.no_grad(), autocast():
+                return model.encode_decode(inputs, metas)
+    else:
+        model.train()
+
+        def step():
+            with autocast():
+                losses = model.loss(inputs, samples)
+            total = sum(v for k, v in losses.items() if 'loss' in k)
+            total.backward()
+            model.zero_grad(set_to_none=True)
+
+    # FLOPs are counted on a gradient-enabled forward: the counter's module
+    # tracker needs autograd nodes
+    if args.mode == 'inference':
+        flops, _ = count_flops(lambda: model.encode_decode(inputs, metas))
+        model.zero_grad(set_to_none=True)
+    else:
+        flops, _ = count_flops(step)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    times = _timed(step, device, args.repeat, args.warmup)
+    seconds = statistics.median(times)
+    rate = matmul_rate(device, amp_dtype or torch.float32)
+
+    result = dict(
+        config=args.config,
+        mode=args.mode,
+        device=str(device) if device.type == 'cpu' else
+        torch.cuda.get_device_name(device),
+        threads=torch.get_num_threads(),
+        amp=str(amp_dtype).replace('torch.', '') if amp_dtype else None,
+        shape=list(shape),
+        batch=batch,
+        gflop=round(flops / 1e9, 1),
+        seconds_median=round(seconds, 4),
+        seconds_all=[round(t, 4) for t in times],
+        matmul_gflops=round(rate / 1e9, 1),
+        matmul_fraction=round(flops / seconds / rate, 3),
+        images_per_second=round(batch / seconds, 3),
+        peak_memory_gb=round(peak_memory_bytes(device) / 1e9, 2),
+    )
+    width = max(map(len, result))
+    for key, value in result.items():
+        print(f'{key:<{width}}  {value}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == '__main__':
+    sys.exit(0 if main() else 1)
