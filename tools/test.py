@@ -1,0 +1,146 @@
+"""Evaluate a checkpoint on a config's test set.
+
+    python tools/test.py CONFIG CHECKPOINT [--aug-test] [--out DIR]
+        [--show-dir DIR] [--per-learner] [--work-dir DIR]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+
+Prints a per-class table and mIoU/mAcc/aAcc and writes them as JSON into
+the work dir. ``--aug-test`` is the multi-scale (0.5 ... 1.75) + flip test;
+``--out`` saves the predicted label maps as png; ``--show-dir`` saves
+overlays; ``--per-learner`` also reports each SenFormer learner's mIoU.
+Several GPUs: ``bash tools/dist_test.sh CONFIG CHECKPOINT NGPUS [...]``.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Evaluate a segmentor checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='where the metrics JSON and logs go '
+        '(default: ./work_dirs/CONFIG_NAME)')
+    parser.add_argument(
+        '--aug-test', action='store_true',
+        help='multi-scale + flip test (the config\'s tta_pipeline)')
+    parser.add_argument(
+        '--out', help='save the predicted label maps (png) in this folder')
+    parser.add_argument(
+        '--show-dir', help='save prediction overlays in this folder')
+    parser.add_argument(
+        '--show', action='store_true', help='show overlays in a window')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='seconds per --show image')
+    parser.add_argument(
+        '--per-learner', action='store_true',
+        help='also report the mIoU of each SenFormer learner')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+        help='override config entries')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def _evaluators(cfg: Config):
+    evaluator = cfg.test_evaluator
+    return evaluator if isinstance(evaluator, list) else [evaluator]
+
+
+def build_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    # backbone ImageNet weights are useless here: the checkpoint has all
+    cfg.model.pretrained = None
+    cfg.model.backbone.pop('pretrained', None)
+    cfg.model.backbone.init_cfg = None
+    cfg.load_from = None  # loaded strictly below, with a readable report
+
+    if args.per_learner:
+        cfg.model.setdefault('test_cfg', ConfigDict(mode='whole'))
+        cfg.model.test_cfg.return_learners = True
+        for evaluator in _evaluators(cfg):
+            evaluator.per_learner = True
+    if args.out:
+        for evaluator in _evaluators(cfg):
+            evaluator.output_dir = args.out
+            evaluator.keep_results = True
+    if args.show or args.show_dir:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            hook = cfg.default_hooks.visualization = ConfigDict(
+                type='SegVisualizationHook')
+        hook.draw = True
+        if args.show:
+            hook.show = True
+            hook.wait_time = args.wait_time
+        if args.show_dir:
+            cfg.visualizer.save_dir = args.show_dir
+            hook.out_dir = args.show_dir
+    if args.aug_test:
+        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+            raise KeyError(f'--aug-test needs tta_pipeline and tta_model in '
+                           f'{args.config}')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        sys.exit(f'error: checkpoint not found: {args.checkpoint}')
+    from mmengine.model import is_model_wrapper
+
+    from mmseg.engine import SegRunner, load_checkpoint
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = build_config(args)
+    runner = SegRunner.from_cfg(cfg)
+
+    model = runner.model.module if is_model_wrapper(runner.model) \
+        else runner.model
+    if args.aug_test:
+        model = model.module  # the segmentor inside the TTA wrapper
+    load_checkpoint(model, args.checkpoint, map_location='cpu')
+    metrics = runner.test()
+
+    if runner.rank == 0:
+        os.makedirs(runner.work_dir, exist_ok=True)
+        stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+        path = osp.join(runner.work_dir, f'eval_{stamp}.json')
+        with open(path, 'w') as f:
+            json.dump(
+                dict(
+                    config=args.config,
+                    checkpoint=args.checkpoint,
+                    aug_test=args.aug_test,
+                    metrics=metrics),
+                f,
+                indent=2)
+        runner.logger.info(f'metrics written to {path}')
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,113 @@
+"""Train a segmentor.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+
+Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun)
+or ``tools/slurm_train.sh``; without CUDA the processes use gloo on CPU.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: ./work_dirs/CONFIG_NAME)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CKPT',
+        help='resume from CKPT, or without a value from the latest '
+        'checkpoint in the work dir')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='mixed precision: float16 autocast on CUDA (with loss '
+        'scaling), bfloat16 on CPU')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        metavar='KEY=VALUE',
+        help='override config entries, e.g. '
+        'train_dataloader.batch_size=2 "model.backbone.depth=101"')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torchrun < 2.0 passes --local-rank; newer ones set LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def setup_amp(cfg: Config) -> None:
+    import torch
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        return
+    wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_available():
+        wrapper.setdefault('loss_scale', 'dynamic')
+    else:
+        # float16 on CPU is slow and needs scaling; bfloat16 needs neither
+        wrapper.dtype = 'bfloat16'
+
+
+def add_tensorboard(cfg: Config) -> None:
+    """Log to TensorBoard too when it is installed."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return
+    visualizer = cfg.get('visualizer')
+    if visualizer is None:
+        return
+    backends = visualizer.setdefault('vis_backends', [])
+    if not any(b.get('type') == 'TensorboardVisBackend' for b in backends):
+        backends.append(dict(type='TensorboardVisBackend'))
+
+
+def build_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        setup_amp(cfg)
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    add_tensorboard(cfg)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg.engine import SegRunner
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = build_config(args)
+    runner = SegRunner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
