@@ -3,9 +3,13 @@
 Dropout and stochastic depth are 0 in every published SenFormer config, so
 these layers have none.
 """
+from typing import Tuple
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+KeysValues = Tuple[torch.Tensor, torch.Tensor]
 
 
 class SelfAttention(nn.Module):
@@ -47,23 +51,29 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(dims, dims * 2)
         self.proj = nn.Linear(dims, dims)
 
+    def keys_values(self, tokens: torch.Tensor) -> KeysValues:
+        """Project ``B x HW x C`` tokens to per-head keys and values, each
+        ``B x heads x HW x d``; reusable while the tokens and weights are."""
+        B, L, C = tokens.shape
+        kv = self.kv(tokens).view(B, L, 2, self.num_heads,
+                                  C // self.num_heads)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        return k, v
+
     def forward(self, queries: torch.Tensor,
-                tokens: torch.Tensor) -> torch.Tensor:
+                keys_values: KeysValues) -> torch.Tensor:
         """
         Args:
             queries: ``B x K x C``.
-            tokens: ``B x HW x C`` keys and values.
+            keys_values: from :meth:`keys_values`.
 
         Returns:
             Tensor: ``B x K x C``.
         """
         B, K, C = queries.shape
-        heads, head_dims = self.num_heads, C // self.num_heads
-        q = self.to_q(queries).view(B, K, heads, head_dims).transpose(1, 2)
-        kv = self.kv(tokens).view(B, -1, 2, heads, head_dims)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # B x h x HW x d
-        out = F.scaled_dot_product_attention(
-            q, k, v)
+        q = self.to_q(queries).view(B, K, self.num_heads,
+                                    C // self.num_heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, *keys_values)
         return self.proj(out.transpose(1, 2).reshape(B, K, C))
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
-from .attention import CrossAttention, Mlp, SelfAttention
+from .attention import CrossAttention, KeysValues, Mlp, SelfAttention
 
 
 class LearnerBlock(nn.Module):
@@ -27,9 +27,10 @@ class LearnerBlock(nn.Module):
         self.mlp = Mlp(dims, int(dims * mlp_ratio))
 
     def forward(self, queries: torch.Tensor,
-                tokens: torch.Tensor) -> torch.Tensor:
-        """``B x K x C`` queries attending ``B x HW x C`` tokens."""
-        q = queries + self.cross_attn(self.norm1(queries), tokens)
+                keys_values: KeysValues) -> torch.Tensor:
+        """``B x K x C`` queries attending the pixels' keys and values
+        (``self.cross_attn.keys_values(tokens)``)."""
+        q = queries + self.cross_attn(self.norm1(queries), keys_values)
         q = q + self.attn(self.norm2(q))
         return q + self.mlp(self.norm3(q))
 
@@ -67,8 +68,10 @@ class TransformerLearner(nn.Module):
         tokens = self.norm_features(feature.flatten(2).transpose(1, 2))
         q = self.queries.expand(B, -1, -1)
         for block in self.layers:
+            # a shared block sees the same tokens every step: project once
+            keys_values = block.cross_attn.keys_values(tokens)
             for _ in range(self.repeats):
-                q = block(q, tokens)
+                q = block(q, keys_values)
         class_embs = self.norm_embs(q)  # B x K x C
         logits = torch.bmm(class_embs, tokens.transpose(1, 2))  # B x K x HW
         return logits.view(B, -1, H, W)
