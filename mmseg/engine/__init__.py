@@ -1,0 +1,26 @@
+"""Training machinery on top of mmengine.
+
+Importing this package allowlists our checkpoint types for weights-only
+loading and routes mmengine's checkpoint loading through it (see
+:mod:`mmseg.engine.safe_load`).
+"""
+from .checkpoint import (CheckpointMismatchError, atomic_save,
+                         load_checkpoint, summarise_keys)
+from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
+from . import hooks  # noqa: F401  (registers the hooks)
+from .safe_load import (CheckpointError, NotACheckpointError,
+                        UnsafeCheckpointError, install_safe_loading,
+                        safe_globals, safe_torch_load)
+from .seg_runner import SegRunner
+from .sync_bn import count_sync_batchnorm, revert_sync_batchnorm_if_needed
+
+install_safe_loading()
+
+__all__ = [
+    'CheckpointError', 'CheckpointMismatchError', 'DEFAULT_TIMEOUT_S',
+    'NotACheckpointError', 'SegRunner', 'UnsafeCheckpointError',
+    'atomic_save', 'count_sync_batchnorm', 'init_cpu_dist',
+    'install_safe_loading', 'load_checkpoint',
+    'revert_sync_batchnorm_if_needed', 'safe_globals', 'safe_torch_load',
+    'summarise_keys'
+]
