@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 from mmengine.runner import load_checkpoint as mmengine_load_checkpoint
 
 from mmseg.engine import (CheckpointError, CheckpointMismatchError,
                           NotACheckpointError, UnsafeCheckpointError,
-                          atomic_save, load_checkpoint, safe_torch_load,
-                          summarise_keys)
+                          atomic_save, load_checkpoint, read_checkpoint,
+                          safe_torch_load, summarise_keys)
 
 
 class TinyHead(nn.Module):
@@ -132,7 +133,8 @@ def test_published_format_loads_strictly(tmp_path):
         CLASSES=('sky', 'tree', 'road'),
         PALETTE=[[0, 0, 255], [0, 255, 0], [255, 0, 0]],
         hook_msgs=dict(best_score=np.float64(0.4567), last_ckpt='x.pth'),
-        eta=np.array([1.5, 2.5], dtype=np.float32))
+        eta=np.array([1.5, 2.5], dtype=np.float32),
+        dataset_meta=ConfigDict(classes=('sky', ), label_map=dict(a=1)))
     path = tmp_path / 'published.pth'
     _numpy1_legacy_checkpoint(dict(state_dict=state, meta=meta), path)
 
@@ -141,10 +143,18 @@ def test_published_format_loads_strictly(tmp_path):
     assert _same_weights(model, source)
     assert loaded['meta']['CLASSES'] == ('sky', 'tree', 'road')
     assert loaded['meta']['hook_msgs']['best_score'] == np.float64(0.4567)
+    assert loaded['meta']['dataset_meta'].label_map == dict(a=1)
     # mmengine's own entry point takes the same weights-only route
     other = TinySegmentor()
     mmengine_load_checkpoint(other, str(path))
     assert _same_weights(other, source)
+
+
+def test_read_checkpoint_returns_any_layout(tmp_path):
+    torch.save({'model': {'w': torch.ones(1)}}, tmp_path / 'swin.pth')
+    assert read_checkpoint(str(tmp_path / 'swin.pth'))['model']['w'] == 1
+    with pytest.raises(FileNotFoundError, match='missing.pth'):
+        read_checkpoint(str(tmp_path / 'missing.pth'))
 
 
 def test_bare_state_dict_loads(tmp_path):

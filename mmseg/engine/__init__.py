@@ -5,7 +5,8 @@ loading and routes mmengine's checkpoint loading through it (see
 :mod:`mmseg.engine.safe_load`).
 """
 from .checkpoint import (CheckpointMismatchError, atomic_save,
-                         load_checkpoint, summarise_keys)
+                         get_state_dict, load_checkpoint, read_checkpoint,
+                         summarise_keys)
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from . import hooks  # noqa: F401  (registers the hooks)
 from .safe_load import (CheckpointError, NotACheckpointError,
@@ -19,8 +20,8 @@ install_safe_loading()
 __all__ = [
     'CheckpointError', 'CheckpointMismatchError', 'DEFAULT_TIMEOUT_S',
     'NotACheckpointError', 'SegRunner', 'UnsafeCheckpointError',
-    'atomic_save', 'count_sync_batchnorm', 'init_cpu_dist',
-    'install_safe_loading', 'load_checkpoint',
+    'atomic_save', 'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',
+    'install_safe_loading', 'load_checkpoint', 'read_checkpoint',
     'revert_sync_batchnorm_if_needed', 'safe_globals', 'safe_torch_load',
     'summarise_keys'
 ]

@@ -11,13 +11,13 @@ import os.path as osp
 import re
 import tempfile
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner import CheckpointLoader
 
 from .safe_load import CheckpointError, install_safe_loading
 
@@ -181,6 +181,29 @@ class StateDictReport:
         return '\n'.join(lines)
 
 
+def read_checkpoint(filename: str, map_location='cpu', logger=None):
+    """Unpickle a checkpoint file or URL, weights-only.
+
+    Args:
+        filename: local path or ``http(s)://`` URL (or any other scheme
+            mmengine's ``CheckpointLoader`` knows).
+        map_location: as for :func:`torch.load`.
+        logger: logger for the loading message; mmengine's current one if
+            None.
+
+    Returns:
+        Whatever the file holds (usually a dict).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a checkpoint, or it needs non-allowlisted
+            globals (see :mod:`mmseg.engine.safe_load`).
+    """
+    install_safe_loading()
+    return CheckpointLoader.load_checkpoint(filename, map_location,
+                                            logger or 'current')
+
+
 def get_state_dict(checkpoint: object, filename: str) -> Dict[str, object]:
     """The model weights in a loaded checkpoint of any supported layout.
 
@@ -223,6 +246,50 @@ def _revise(state_dict: Mapping[str, object],
     return state_dict
 
 
+def load_state_dict_checked(model: nn.Module,
+                            checkpoint: object,
+                            filename: str,
+                            strict: bool = True,
+                            logger=None,
+                            revise_keys: Sequence[Tuple[str, str]] = (
+                                (r'^module\.', ''), )) -> None:
+    """Copy a loaded checkpoint's weights into ``model``, with a report.
+
+    Args:
+        model: the model (a wrapper such as DDP is unwrapped).
+        checkpoint: what :func:`read_checkpoint` returned.
+        filename: the checkpoint's path or URL, for messages.
+        strict: raise :class:`CheckpointMismatchError` (leaving the model
+            untouched) unless keys and shapes match exactly. When False,
+            loads every matching tensor and logs the report as a warning.
+        logger: logger for the messages; mmengine's current one if None.
+        revise_keys: ``(pattern, replacement)`` regex substitutions applied
+            to the checkpoint's keys (by default strips a DDP ``module.``).
+    """
+    state_dict = _revise(get_state_dict(checkpoint, filename), revise_keys)
+    if is_model_wrapper(model):
+        model = model.module
+
+    class_counts = [
+        m.num_classes for m in model.modules()
+        if isinstance(getattr(m, 'num_classes', None), int)
+    ]
+    report = StateDictReport(model.state_dict(), state_dict, class_counts)
+    if report and strict:
+        raise CheckpointMismatchError(report.format(filename, strict=True))
+    if report:
+        print_log(report.format(filename, strict=False),
+                  logger=logger or 'current',
+                  level=logging.WARNING)
+        mismatched = {k for k, _, _ in report.mismatched}
+        metadata = getattr(state_dict, '_metadata', None)
+        state_dict = OrderedDict(
+            (k, v) for k, v in state_dict.items() if k not in mismatched)
+        if metadata is not None:
+            state_dict._metadata = metadata
+    model.load_state_dict(state_dict, strict=False)
+
+
 def load_checkpoint(model: nn.Module,
                     filename: str,
                     map_location='cpu',
@@ -250,30 +317,9 @@ def load_checkpoint(model: nn.Module,
         FileNotFoundError: no such file.
         CheckpointError: not a checkpoint, unsafe, or (strict) mismatched.
     """
-    install_safe_loading()
-    logger = logger or 'current'
-    checkpoint = _load_checkpoint(filename, map_location, logger)
-    state_dict = _revise(get_state_dict(checkpoint, filename), revise_keys)
-    if is_model_wrapper(model):
-        model = model.module
-
-    class_counts = [
-        m.num_classes for m in model.modules()
-        if isinstance(getattr(m, 'num_classes', None), int)
-    ]
-    report = StateDictReport(model.state_dict(), state_dict, class_counts)
-    if report and strict:
-        raise CheckpointMismatchError(report.format(filename, strict=True))
-    if report:
-        print_log(report.format(filename, strict=False), logger=logger,
-                  level=logging.WARNING)
-        mismatched = {k for k, _, _ in report.mismatched}
-        metadata = getattr(state_dict, '_metadata', None)
-        state_dict = OrderedDict(
-            (k, v) for k, v in state_dict.items() if k not in mismatched)
-        if metadata is not None:
-            state_dict._metadata = metadata
-    model.load_state_dict(state_dict, strict=False)
+    checkpoint = read_checkpoint(filename, map_location, logger)
+    load_state_dict_checked(model, checkpoint, filename, strict, logger,
+                            revise_keys)
     return checkpoint
 
 

@@ -9,7 +9,9 @@ pickle is refused. Checkpoints written by mmengine's Runner also hold
   ``getattr(HistoryBuffer, 'mean')``;
 * numpy scalars, dtypes and arrays (``best_score``, ``eta``, ...), written
   as ``numpy._core`` names by numpy 2 and ``numpy.core`` names by numpy 1
-  (the published 0.x checkpoints).
+  (the published 0.x checkpoints);
+* :class:`mmengine.config.ConfigDict` in ``meta.dataset_meta`` when a
+  config's ``metainfo`` has a nested dict (the dataset keeps it as is).
 
 Everything else (configs, dataset meta, optimizer and scheduler states) is
 plain ``str``/``dict``/``list``/``tuple``/numbers, already allowed by torch.
@@ -29,6 +31,7 @@ from typing import IO, Callable, List, Optional, Union
 
 import numpy as np
 import torch
+from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
 
@@ -83,6 +86,7 @@ def _numpy_globals() -> list:
 def safe_globals() -> list:
     """The allowlist: every non-torch global our checkpoints contain."""
     return [
+        ConfigDict,
         HistoryBuffer,
         (_history_buffer_getattr, 'builtins.getattr'),
     ] + _numpy_globals()

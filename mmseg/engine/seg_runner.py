@@ -1,6 +1,6 @@
 """mmengine Runner that also runs distributed on machines without CUDA."""
 import copy
-from typing import Dict, Optional, Union
+from typing import Callable, Dict, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
 from mmseg.registry import MODEL_WRAPPERS, RUNNERS
+from .checkpoint import load_state_dict_checked, read_checkpoint
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
@@ -33,8 +34,9 @@ class SegRunner(Runner):
 
     In every case the process group gets a timeout,
     ``env_cfg.dist_cfg.timeout`` seconds (default 1800), so the other ranks
-    fail instead of waiting forever for a crashed one; and checkpoints are
-    loaded with :func:`mmseg.engine.safe_load.safe_torch_load`.
+    fail instead of waiting forever for a crashed one; checkpoints are read
+    weights-only (:mod:`mmseg.engine.safe_load`) and ``load_from``
+    mismatches are reported briefly, grouped by key prefix.
     """
 
     def setup_env(self, env_cfg: Dict) -> None:
@@ -53,6 +55,23 @@ class SegRunner(Runner):
                 backend=backend if backend in ('gloo', 'mpi') else 'gloo')
         # with the group in place mmengine skips its own init_dist
         super().setup_env(env_cfg)
+
+    def load_checkpoint(self,
+                        filename: str,
+                        map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]) -> dict:
+        """mmengine's ``load_checkpoint`` (used by ``load_from`` and
+        ``resume``) reporting mismatches as :func:`load_checkpoint` does:
+        counted and grouped by prefix rather than listed key by key."""
+        checkpoint = read_checkpoint(filename, map_location, self.logger)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        load_state_dict_checked(
+            self.model, checkpoint, filename, strict, self.logger,
+            revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
 
     def wrap_model(self, model_wrapper_cfg: Optional[Dict],
                    model: nn.Module) -> Union[DistributedDataParallel,
