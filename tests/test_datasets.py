@@ -471,3 +471,18 @@ def test_published_dataset_sections(tmp_path, folder, name, make,
             raw = cv2.imread(meta['seg_map_path'], cv2.IMREAD_UNCHANGED)
             expected = reduced(raw) if ds.reduce_zero_label else raw
             np.testing.assert_array_equal(gt[0].numpy(), expected)
+
+
+def test_pipeline_outside_any_scope_uses_our_transforms(tmp_path):
+    """Built directly, with no default scope, the dataset must still get
+    mmseg's LoadAnnotations (mmcv's has the same name)."""
+    from mmengine.registry import DefaultScope
+    make_ade(str(tmp_path))
+    saved = DefaultScope._instance_dict
+    DefaultScope._instance_dict = {}
+    try:
+        ds = _ade(str(tmp_path))
+    finally:
+        DefaultScope._instance_dict = saved
+    assert type(ds.pipeline.transforms[1]).__module__.startswith('mmseg.')
+    assert ds[0]['gt_seg_map'].max() == 255

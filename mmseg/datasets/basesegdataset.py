@@ -5,6 +5,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.registry import DefaultScope
 
 from mmseg.registry import DATASETS
 from .errors import DatasetError, DatasetNotFoundError
@@ -102,18 +103,23 @@ class BaseSegDataset(BaseDataset):
         self._has_labels = data_prefix.get('seg_map_path') is not None
         data_prefix = {k: v for k, v in data_prefix.items() if v is not None}
 
-        super().__init__(
-            ann_file=ann_file,
-            metainfo=metainfo,
-            data_root=data_root or '',
-            data_prefix=data_prefix,
-            filter_cfg=filter_cfg,
-            indices=indices,
-            serialize_data=serialize_data,
-            pipeline=pipeline,
-            test_mode=test_mode,
-            lazy_init=True,
-            max_refetch=max_refetch)
+        # the pipeline's transforms are found by name in the current scope;
+        # outside any (a dataset built directly) that must be ours, or
+        # e.g. mmcv's LoadAnnotations would silently be used instead
+        scope = None if DefaultScope.get_current_instance() else 'mmseg'
+        with DefaultScope.overwrite_default_scope(scope):
+            super().__init__(
+                ann_file=ann_file,
+                metainfo=metainfo,
+                data_root=data_root or '',
+                data_prefix=data_prefix,
+                filter_cfg=filter_cfg,
+                indices=indices,
+                serialize_data=serialize_data,
+                pipeline=pipeline,
+                test_mode=test_mode,
+                lazy_init=True,
+                max_refetch=max_refetch)
 
         new_classes = self._metainfo.get('classes')
         self.label_map = self.get_label_map(new_classes)

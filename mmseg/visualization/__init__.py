@@ -1,0 +1,4 @@
+"""Visualisation of segmentation samples."""
+from .local_visualizer import SegLocalVisualizer
+
+__all__ = ['SegLocalVisualizer']
