@@ -16,10 +16,11 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
+from mmengine.runner import Runner
 
 from mmseg.engine import (SegRunner, count_sync_batchnorm, init_cpu_dist,
                           load_checkpoint, revert_sync_batchnorm_if_needed,
-                          safe_torch_load)
+                          safe_load, safe_torch_load)
 from mmseg.registry import HOOKS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -134,7 +135,7 @@ def _log_lines(work_dir, pattern):
     return lines
 
 
-def test_resume_with_weights_only_loading(tmp_path):
+def test_resume_with_weights_only_loading(tmp_path, monkeypatch):
     runner = SegRunner.from_cfg(toy_cfg(tmp_path, max_iters=4))
     runner.train()
     ckpt = tmp_path / 'iter_2.pth'
@@ -159,6 +160,20 @@ def test_resume_with_weights_only_loading(tmp_path):
     history = resumed.message_hub.get_scalar('train/loss')
     assert len(history.data[0]) == 2 + 4  # logged losses carried over
     assert _log_lines(tmp_path / 'resumed', 'resumed epoch: 0, iter: 2')
+
+    # mmengine's own Runner resumes through the same weights-only loader
+    loads = []
+    real_load = safe_load.safe_torch_load
+    monkeypatch.setattr(
+        safe_load, 'safe_torch_load',
+        lambda *args, **kwargs: loads.append(args[0]) or real_load(
+            *args, **kwargs))
+    plain = Runner.from_cfg(
+        toy_cfg(tmp_path / 'plain', max_iters=5,
+                load_from=str(tmp_path / 'iter_4.pth'), resume=True))
+    plain.train()
+    assert _counter(plain).iters == 1 and plain.iter == 5
+    assert loads == [str(tmp_path / 'iter_4.pth')]
 
 
 def test_load_from_other_number_of_classes(tmp_path):
