@@ -241,3 +241,47 @@ def test_output_dir_and_format_only(tmp_path):
     assert not (tmp_path / 'tmp' / 'img0.png').exists()
     with pytest.raises(ValueError, match='needs output_dir'):
         IoUMetric(format_only=True)
+
+
+def _dist_worker(rank, world_size, port, queue):
+    import torch.distributed as dist
+    from mmengine.dataset import DefaultSampler
+    dist.init_process_group(
+        'gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+        world_size=world_size)
+    try:
+        samples = _samples(5, num_learners=2)
+        sampler = DefaultSampler(samples, shuffle=False, round_up=True)
+        metric = _metric(per_learner=True)
+        for index in sampler:  # rank 1 also gets a repeat of sample 0
+            metric.process({}, [samples[index]])
+        queue.put((rank, metric.evaluate(len(samples))))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_iou_metric_on_two_distributed_ranks():
+    import multiprocessing
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    context = multiprocessing.get_context('fork')
+    queue = context.Queue()
+    workers = [
+        context.Process(target=_dist_worker, args=(rank, 2, port, queue))
+        for rank in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    results = dict(queue.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    samples = _samples(5, num_learners=2)
+    gts = [s.gt_sem_seg.data[0] for s in samples]
+    assert results[0] == results[1]  # every rank gets the metrics
+    assert results[0]['mIoU'] == _expected(
+        [s.pred_sem_seg.data[0] for s in samples], gts)['mIoU']
+    assert results[0]['learner0_mIoU'] == _expected(
+        [s.learner_logits[0].data.argmax(0) for s in samples], gts)['mIoU']
