@@ -87,8 +87,6 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 def build(args, device):
     from mmengine.config import Config, DictAction
-    from mmengine.model import revert_sync_batchnorm
-
     from mmseg.apis import init_model
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -97,8 +95,6 @@ def build(args, device):
         action(None, namespace, args.cfg_options)
         cfg.merge_from_dict(namespace.opts)
     model = init_model(cfg, args.checkpoint, device=str(device))
-    if device.type != 'cuda':
-        model = revert_sync_batchnorm(model)
     crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     return model, tuple(args.shape or crop or (512, 512))
 

@@ -8,7 +8,6 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.logging import print_log
-from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
 from mmseg.registry import DATASETS, MODELS
@@ -79,9 +78,10 @@ def init_model(config: Union[str, Path, Config],
         loaded = load_checkpoint(model, checkpoint, map_location='cpu')
     model.cfg = config
     model.dataset_meta = _dataset_meta(config, loaded)
-    if not str(device).startswith('cuda'):
-        # SyncBN needs a CUDA process group; alone on a CPU it is plain BN
-        model = revert_sync_batchnorm(model)
+    from mmseg.engine import revert_sync_batchnorm_if_needed
+
+    # inference is never distributed: SyncBN would only be plain BN
+    model = revert_sync_batchnorm_if_needed(model, distributed=False)
     model.to(device)
     model.eval()
     return model

@@ -110,7 +110,7 @@ class WindowMSA(nn.Module):
         n = self.window_size**2
         bias = self.relative_position_bias_table[
             self.relative_position_index.view(-1)]
-        return bias.view(n, n, -1).permute(2, 0, 1)
+        return bias.view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def forward(self,
                 windows: torch.Tensor,
@@ -124,12 +124,20 @@ class WindowMSA(nn.Module):
             Tensor: ``B x nW x N x C``.
         """
         B, nW, N, C = windows.shape
-        qkv = self.qkv(windows).view(B, nW, N, 3, self.num_heads,
-                                     C // self.num_heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # B x nW x h x N x d
-        attn_mask = self.relative_position_bias().to(q.dtype)
-        if mask is not None:
-            attn_mask = attn_mask + mask.unsqueeze(1).to(q.dtype)
+        heads = self.num_heads
+        qkv = self.qkv(windows).view(B, nW, N, 3, heads, C // heads)
+        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # 3 x B x nW x heads x N x d
+        bias = self.relative_position_bias().to(qkv.dtype)
+        # the fused kernels take 4-D inputs whose mask broadcasts over the
+        # leading dimension: fold windows into the batch when every window
+        # shares the mask, into the heads when the shift mask differs
+        if mask is None:
+            q, k, v = qkv.reshape(3, B * nW, heads, N, -1).unbind(0)
+            attn_mask = bias.unsqueeze(0)
+        else:
+            q, k, v = qkv.reshape(3, B, nW * heads, N, -1).unbind(0)
+            attn_mask = (mask.to(qkv.dtype).unsqueeze(1) + bias).reshape(
+                nW * heads, N, N)
         out = F.scaled_dot_product_attention(
             q,
             k,
@@ -137,7 +145,8 @@ class WindowMSA(nn.Module):
             attn_mask=attn_mask,
             dropout_p=self.attn_drop_rate if self.training else 0.,
             scale=self.scale)
-        out = out.transpose(2, 3).reshape(B, nW, N, C)
+        out = out.view(B, nW, heads, N, -1).transpose(2, 3).reshape(
+            B, nW, N, C)
         return self.proj_drop(self.proj(out))
 
 
