@@ -486,3 +486,23 @@ def test_pipeline_outside_any_scope_uses_our_transforms(tmp_path):
         DefaultScope._instance_dict = saved
     assert type(ds.pipeline.transforms[1]).__module__.startswith('mmseg.')
     assert ds[0]['gt_seg_map'].max() == 255
+
+
+@pytest.mark.parametrize('folder,name,make,dataset_type,num_classes',
+                         PUBLISHED)
+def test_published_tta_pipelines(tmp_path, folder, name, make, dataset_type,
+                                 num_classes):
+    """The aug-test pipeline: 6 scales x 2 flips, labels at original size."""
+    cfg = _published(folder, name)
+    if 'tta_pipeline' not in cfg:
+        pytest.skip(f'{name} has no tta_pipeline')
+    make(str(tmp_path))
+    section = copy.deepcopy(cfg.test_dataloader.dataset)
+    section.data_root = str(tmp_path)
+    section.pipeline = cfg.tta_pipeline
+    item = DATASETS.build(section)[0]
+    assert len(item['inputs']) == len(item['data_samples']) == 12
+    assert sorted(s.metainfo['flip'] for s in item['data_samples']) == \
+        [False] * 6 + [True] * 6
+    for sample in item['data_samples']:
+        assert sample.gt_sem_seg.data.shape[1:] == (H, W)
