@@ -14,14 +14,15 @@ def model_cfg(config: str, norm: str = 'BN', **overrides):
     """The ``model`` section of a repository config (path relative to the
     repository root), SyncBN replaced by ``norm`` and without pretrained
     weights."""
-    cfg = Config.fromfile(osp.join(REPO_ROOT, config)).model
+    full = Config.fromfile(osp.join(REPO_ROOT, config))
+    full.merge_from_dict({f'model.{k}': v for k, v in overrides.items()})
+    cfg = full.model
     cfg.pretrained = None
     cfg.backbone.pop('init_cfg', None)
     for section in ('backbone', 'decode_head', 'auxiliary_head'):
         norm_cfg = cfg[section].get('norm_cfg')
         if norm_cfg is not None and norm_cfg.get('type') == 'SyncBN':
             norm_cfg.type = norm
-    cfg.merge_from_dict(overrides)
     return cfg
 
 

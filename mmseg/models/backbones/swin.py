@@ -95,7 +95,8 @@ class SwinTransformer(BaseModule):
             self.absolute_pos_embed = None
         self.drop_after_pos = nn.Dropout(drop_rate)
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         self.stages = nn.ModuleList()
         channels = embed_dims
         for i, depth in enumerate(depths):

@@ -1,0 +1,14 @@
+# AdamW of the Swin SenFormers: no weight decay on norms, position
+# embeddings/bias tables and the learners' queries. The ADE20K 512x512
+# configs clip gradients at 0.1.
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW', lr=0.00006, betas=(0.9, 0.999), weight_decay=0.01),
+    clip_grad=dict(max_norm=1.0, norm_type=2),
+    paramwise_cfg=dict(
+        custom_keys=dict(
+            absolute_pos_embed=dict(decay_mult=0.),
+            relative_position_bias_table=dict(decay_mult=0.),
+            norm=dict(decay_mult=0.),
+            queries=dict(decay_mult=0.))))

@@ -1,0 +1,12 @@
+_base_ = [
+    '../../_base_/models/senformer_fpnt_swin_large.py',
+    '../../_base_/datasets/cityscapes.py', '../../_base_/default_runtime.py',
+    '../../_base_/schedules/schedule_100k.py',
+    '../../_base_/schedules/adamw_swin.py'
+]
+crop_size = (512, 1024)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    decode_head=dict(num_classes=19),
+    auxiliary_head=dict(num_classes=19))
+train_dataloader = dict(batch_size=1)

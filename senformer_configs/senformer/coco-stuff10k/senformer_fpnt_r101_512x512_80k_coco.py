@@ -1,0 +1,3 @@
+_base_ = './senformer_fpnt_r50_512x512_80k_coco.py'
+model = dict(
+    pretrained='open-mmlab://resnet101_v1c', backbone=dict(depth=101))

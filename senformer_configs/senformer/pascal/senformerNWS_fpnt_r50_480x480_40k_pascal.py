@@ -1,0 +1,4 @@
+# Without weight sharing: each learner has branch_depth decoder blocks of
+# its own instead of one block applied branch_depth times.
+_base_ = './senformer_fpnt_r50_480x480_40k_pascal.py'
+model = dict(decode_head=dict(type='SenFormerNWS'))
