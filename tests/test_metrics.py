@@ -73,8 +73,8 @@ def test_accumulates_over_images_and_reads_files(tmp_path):
     for i, (p, g) in enumerate(zip(preds, gts)):
         np.save(tmp_path / f'p{i}.npy', p)
         Image.fromarray(g.astype(np.uint8)).save(tmp_path / f'g{i}.png')
-        paths.append((str(tmp_path / f'p{i}.npy'), str(tmp_path /
-                                                        f'g{i}.png')))
+        paths.append(
+            (str(tmp_path / f'p{i}.npy'), str(tmp_path / f'g{i}.png')))
     ret2 = eval_metrics([p for p, _ in paths], [g for _, g in paths], 2, 255)
     np.testing.assert_allclose(ret2['IoU'], ret['IoU'])
 

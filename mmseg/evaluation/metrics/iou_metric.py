@@ -118,7 +118,8 @@ class IoUMetric(BaseMetric):
         if not classes:
             raise ValueError(
                 "IoUMetric needs dataset_meta['classes'] (set by the runner "
-                'from the dataset, or metric.dataset_meta = dict(classes=...))')
+                'from the dataset, or metric.dataset_meta = '
+                'dict(classes=...))')
         return len(classes)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
@@ -129,7 +130,12 @@ class IoUMetric(BaseMetric):
         for sample in data_samples:
             meta = sample if isinstance(sample, dict) else sample.metainfo
             name = meta.get('img_path') or '<image in memory>'
-            pred = _data(_field(sample, 'pred_sem_seg')).squeeze()
+            pred = _field(sample, 'pred_sem_seg')
+            if pred is None:
+                raise ValueError(
+                    f'IoUMetric: sample {name!r} has no pred_sem_seg (the '
+                    "model's predict must fill it)")
+            pred = _data(pred).squeeze()
             if self.output_dir:
                 self._save(pred, meta)
             if self.format_only:
