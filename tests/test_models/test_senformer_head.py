@@ -99,7 +99,8 @@ def test_losses_match_definition():
     up = torch.nn.functional.interpolate(
         ensemble, size=(64, 64), mode='bilinear', align_corners=False)
     valid = y != 255
-    log_p = torch.log(up.clamp(min=1e-15)).permute(0, 2, 3, 1)[valid]
+    # the ensemble sums 4 softmaxes: its normalised log is log(p / 4)
+    log_p = torch.log(up.clamp(min=1e-15) / 4).permute(0, 2, 3, 1)[valid]
     expected_classic = -log_p.gather(1, y[valid][:, None]).mean()
     torch.testing.assert_close(losses['loss_classic'], expected_classic)
 
@@ -126,3 +127,12 @@ def test_feature_strides_must_match_levels():
             feature_strides=[4, 8, 16],
             channels=8,
             num_classes=3)
+
+
+def test_all_ignored_crop_gives_zero_loss_not_nan():
+    head = _head(SenFormer, branch_depth=1, num_classes=5)
+    label = torch.full((1, 64, 64), 255)
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=label))] * 2
+    losses = head.loss_by_feat(head(_feats(size=16)), samples)
+    assert losses['loss_classic'].item() == 0
+    assert torch.isfinite(losses['loss_seg'])

@@ -1,0 +1,3 @@
+from .visualization_hook import SegVisualizationHook
+
+__all__ = ['SegVisualizationHook']

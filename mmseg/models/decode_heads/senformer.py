@@ -73,8 +73,9 @@ class SenFormer(BaseDecodeHead):
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
-        """``loss_classic`` (NLL of the ensemble), ``loss_seg`` (mean
-        learner cross-entropy) and ``acc_seg`` (ensemble accuracy)."""
+        """``loss_classic`` (cross-entropy of the log-ensemble, averaged
+        over non-ignored pixels), ``loss_seg`` (mean learner cross-entropy)
+        and ``acc_seg`` (ensemble accuracy)."""
         learner_logits, ensemble = seg_logits
         label = self.stack_labels(batch_data_samples)
         size = label.shape[1:]
@@ -84,9 +85,12 @@ class SenFormer(BaseDecodeHead):
             self.loss_decode(self.resize(logits, size), label,
                              self.ignore_index)
             for logits in learner_logits) / len(learner_logits)
+        # a crop may hold ignored pixels only: its loss is 0, not NaN
         num_valid = (label != self.ignore_index).sum().clamp(min=1)
         return dict(
-            loss_classic=F.nll_loss(
+            # cross-entropy of the log-ensemble; its log-softmax only
+            # subtracts log(number of learners), the ensemble's sum
+            loss_classic=F.cross_entropy(
                 log_ensemble,
                 label,
                 ignore_index=self.ignore_index,
