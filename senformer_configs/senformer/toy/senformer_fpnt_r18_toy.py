@@ -2,13 +2,22 @@
 # learner blocks of 2 heads, 128x128 crops, on a folder in ADE20K layout
 # (images/{training,validation}/*.jpg, annotations/{training,validation}/*.png,
 # label 0 ignored through reduce_zero_label). The defaults match the data of
-# tools/misc/generate_toy_dataset.py; for another folder override e.g.
+# tools/misc/generate_toy_dataset.py:
+#   python tools/misc/generate_toy_dataset.py data/toy
+#   python tools/train.py \
+#     senformer_configs/senformer/toy/senformer_fpnt_r18_toy.py
+# For another folder with other classes, override the three dataloaders and
+# both heads (palette=None gives the new classes fixed random colours, as the
+# toy palette has one colour per toy class), e.g.
 #   --cfg-options train_dataloader.dataset.data_root=data/mine \
 #     val_dataloader.dataset.data_root=data/mine \
 #     test_dataloader.dataset.data_root=data/mine \
 #     "train_dataloader.dataset.metainfo.classes=[a,b,c]" \
 #     "val_dataloader.dataset.metainfo.classes=[a,b,c]" \
 #     "test_dataloader.dataset.metainfo.classes=[a,b,c]" \
+#     train_dataloader.dataset.metainfo.palette=None \
+#     val_dataloader.dataset.metainfo.palette=None \
+#     test_dataloader.dataset.metainfo.palette=None \
 #     model.decode_head.num_classes=3 model.auxiliary_head.num_classes=3
 _base_ = [
     '../../_base_/models/senformer_fpnt_r50.py',
