@@ -139,7 +139,7 @@ param_scheduler = [
         power=1.0,
         eta_min=0.0,
         by_epoch=False,
-        begin=0,
+        begin=30,
         end=max_iters)
 ]
 train_cfg = dict(
