@@ -169,6 +169,10 @@ class SwinTransformer(BaseModule):
 
     def _load_pretrained(self, checkpoint: str) -> None:
         """Load ImageNet weights, adapting window size and layout."""
+        from mmseg.utils.pretrained import check_local_pretrained
+        if '://' not in checkpoint:
+            # say how to get the file rather than mmengine's bare "not found"
+            check_local_pretrained(checkpoint)
         ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         state = ckpt.get('state_dict', ckpt.get('model', ckpt))
         if is_official_swin(state):

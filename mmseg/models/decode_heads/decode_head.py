@@ -113,13 +113,16 @@ class BaseDecodeHead(BaseModule, metaclass=ABCMeta):
 
     def loss_by_feat(self, seg_logits: torch.Tensor,
                      batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
+        """Loss and pixel accuracy of ``B x K x h x w`` logits, upsampled to
+        the label size inside the loss."""
         label = self.stack_labels(batch_data_samples)
-        seg_logits = self.resize(seg_logits, label.shape[1:])
         return {
             self.loss_decode.loss_name:
-            self.loss_decode(seg_logits, label, self.ignore_index),
+            self.loss_decode(seg_logits, label, self.ignore_index,
+                             self.align_corners),
             'acc_seg':
-            accuracy(seg_logits, label, self.ignore_index)
+            accuracy(seg_logits, label, self.ignore_index,
+                     self.align_corners)
         }
 
     def predict_by_feat(self, seg_logits: torch.Tensor,

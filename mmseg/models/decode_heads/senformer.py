@@ -2,11 +2,10 @@
 from typing import Dict, List, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
-from ..losses import accuracy
+from ..losses import pixel_accuracy, upsampled_ensemble_nll
 from ..utils.learner import TransformerLearner
 from .decode_head import BaseDecodeHead
 
@@ -73,30 +72,25 @@ class SenFormer(BaseDecodeHead):
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
-        """``loss_classic`` (cross-entropy of the log-ensemble, averaged
-        over non-ignored pixels), ``loss_seg`` (mean learner cross-entropy)
-        and ``acc_seg`` (ensemble accuracy)."""
+        """Losses at the label size, the stride-4 maps upsampled inside them:
+        ``loss_classic``, the cross-entropy of ``log(clamp(ensemble))``
+        averaged over non-ignored pixels (0 when all are ignored);
+        ``loss_seg``, the mean of the learners' ``loss_decode``; and
+        ``acc_seg``, the ensemble's pixel accuracy."""
         learner_logits, ensemble = seg_logits
         label = self.stack_labels(batch_data_samples)
-        size = label.shape[1:]
-        ensemble = self.resize(ensemble, size)
-        log_ensemble = torch.log(ensemble.clamp(min=1e-15))
-        loss_seg = sum(
-            self.loss_decode(self.resize(logits, size), label,
-                             self.ignore_index)
-            for logits in learner_logits) / len(learner_logits)
-        # a crop may hold ignored pixels only: its loss is 0, not NaN
+        nll, prediction = upsampled_ensemble_nll(ensemble, label,
+                                                 self.ignore_index,
+                                                 self.align_corners)
         num_valid = (label != self.ignore_index).sum().clamp(min=1)
+        loss_seg = sum(
+            self.loss_decode(logits, label, self.ignore_index,
+                             self.align_corners)
+            for logits in learner_logits) / len(learner_logits)
         return dict(
-            # cross-entropy of the log-ensemble; its log-softmax only
-            # subtracts log(number of learners), the ensemble's sum
-            loss_classic=F.cross_entropy(
-                log_ensemble,
-                label,
-                ignore_index=self.ignore_index,
-                reduction='sum') / num_valid,
+            loss_classic=nll.sum() / num_valid,
             loss_seg=loss_seg,
-            acc_seg=accuracy(ensemble, label, self.ignore_index))
+            acc_seg=pixel_accuracy(prediction, label, self.ignore_index))
 
     def predict_by_feat(self, seg_logits: HeadOutput,
                         batch_img_metas: List[dict]) -> torch.Tensor:

@@ -1,16 +1,29 @@
 """Pixel accuracy, logged next to the losses."""
 import torch
+import torch.nn.functional as F
 
 
+def pixel_accuracy(prediction: torch.Tensor,
+                   label: torch.Tensor,
+                   ignore_index: int = 255) -> torch.Tensor:
+    """Percentage of non-ignored pixels where ``prediction`` (``B x H x W``
+    classes) equals ``label``."""
+    valid = label != ignore_index
+    correct = (prediction == label) & valid
+    return correct.sum() * 100.0 / valid.sum().clamp(min=1)
+
+
+@torch.no_grad()
 def accuracy(scores: torch.Tensor,
              label: torch.Tensor,
-             ignore_index: int = 255) -> torch.Tensor:
-    """Percentage of non-ignored pixels whose arg-max class is the label.
-
-    Args:
-        scores: ``B x K x H x W`` logits or probabilities.
-        label: ``B x H x W``.
-    """
-    valid = label != ignore_index
-    correct = (scores.argmax(dim=1) == label) & valid
-    return correct.sum() * 100.0 / valid.sum().clamp(min=1)
+             ignore_index: int = 255,
+             align_corners: bool = False) -> torch.Tensor:
+    """Pixel accuracy of the arg-max of ``B x K x h x w`` scores, upsampled
+    bilinearly to the ``B x H x W`` labels when smaller."""
+    if scores.shape[2:] != label.shape[1:]:
+        scores = F.interpolate(
+            scores,
+            size=label.shape[1:],
+            mode='bilinear',
+            align_corners=align_corners)
+    return pixel_accuracy(scores.argmax(dim=1), label, ignore_index)

@@ -7,15 +7,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmseg.registry import MODELS
+from .upsampled_nll import upsampled_nll
 
 
 def cross_entropy(logits: torch.Tensor,
                   label: torch.Tensor,
                   class_weight: Optional[torch.Tensor] = None,
                   ignore_index: int = 255,
-                  avg_non_ignore: bool = False) -> torch.Tensor:
-    """Mean cross-entropy of ``B x K x H x W`` logits against ``B x H x W``
+                  avg_non_ignore: bool = False,
+                  align_corners: bool = False) -> torch.Tensor:
+    """Mean cross-entropy of ``B x K x h x w`` logits against ``B x H x W``
     labels.
+
+    Logits smaller than the labels are bilinearly upsampled to them (as
+    the heads' predictions are), without storing the upsampled map.
 
     Args:
         class_weight: ``K`` per-class weights, or None.
@@ -23,22 +28,22 @@ def cross_entropy(logits: torch.Tensor,
         avg_non_ignore: average over non-ignored pixels (weighted by class
             weight); otherwise over all pixels, as MMSegmentation 0.x did and
             the published models were trained.
+        align_corners: of the upsampling.
     """
-    loss = F.cross_entropy(
-        logits,
-        label,
-        weight=class_weight,
-        reduction='none',
-        ignore_index=ignore_index)
-    if not avg_non_ignore:
-        return loss.mean()
+    if logits.shape[2:] == label.shape[1:]:
+        loss = F.cross_entropy(
+            logits, label, reduction='none', ignore_index=ignore_index)
+    else:
+        loss = upsampled_nll(logits, label, ignore_index, align_corners)
     valid = label != ignore_index
     if class_weight is None:
-        denominator = valid.sum()
+        weight = valid.to(loss.dtype)
     else:
-        denominator = class_weight[label.clamp(max=len(class_weight) - 1)][
-            valid].sum()
-    return loss.sum() / denominator.clamp(min=1)
+        weight = class_weight[label.masked_fill(~valid, 0)] * valid
+        loss = loss * weight
+    if not avg_non_ignore:
+        return loss.mean()
+    return loss.sum() / weight.sum().clamp(min=1)
 
 
 @MODELS.register_module()
@@ -85,9 +90,12 @@ class CrossEntropyLoss(nn.Module):
     def forward(self,
                 logits: torch.Tensor,
                 label: torch.Tensor,
-                ignore_index: int = 255) -> torch.Tensor:
-        """``B x K x H x W`` logits and ``B x H x W`` labels -> scalar."""
+                ignore_index: int = 255,
+                align_corners: bool = False) -> torch.Tensor:
+        """``B x K x h x w`` logits and ``B x H x W`` labels -> scalar;
+        logits smaller than the labels are upsampled bilinearly."""
         class_weight = None if self.class_weight is None else \
             self.class_weight.to(logits.dtype)
         return self.loss_weight * cross_entropy(
-            logits, label, class_weight, ignore_index, self.avg_non_ignore)
+            logits, label, class_weight, ignore_index, self.avg_non_ignore,
+            align_corners)

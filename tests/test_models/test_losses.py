@@ -1,0 +1,104 @@
+"""Losses: the upsampling-fused forms equal the plain computation."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmseg.models.losses import (CrossEntropyLoss, accuracy,
+                                 upsampled_ensemble_nll, upsampled_nll)
+
+
+def _label(shape=(2, 30, 35), num_classes=5):
+    g = torch.Generator().manual_seed(1)
+    label = torch.randint(0, num_classes, shape, generator=g)
+    label[:, :3] = 255
+    return label
+
+
+def _up(x, size, align_corners):
+    return F.interpolate(
+        x, size=size, mode='bilinear', align_corners=align_corners)
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_upsampled_nll_equals_cross_entropy_of_upsampled(align_corners):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7, 9, dtype=torch.float64, requires_grad=True)
+    label = _label()
+    expected = F.cross_entropy(
+        _up(logits, label.shape[1:], align_corners), label,
+        ignore_index=255, reduction='none')
+    actual = upsampled_nll(logits, label, 255, align_corners)
+    torch.testing.assert_close(actual, expected)
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(
+        torch.autograd.grad(actual, logits, grad)[0],
+        torch.autograd.grad(expected, logits, grad)[0])
+    assert torch.autograd.gradcheck(
+        lambda z: upsampled_nll(z, label, 255, align_corners), (logits, ))
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_upsampled_ensemble_nll_equals_published_form(align_corners):
+    torch.manual_seed(0)
+    ensemble = sum(
+        torch.randn(2, 5, 7, 9, dtype=torch.float64).mul(4).softmax(1)
+        for _ in range(4))
+    ensemble[0, 1, :3] = 1e-20  # below the clamp
+    ensemble.requires_grad_()
+    label = _label()
+    up = _up(ensemble, label.shape[1:], align_corners)
+    expected = F.cross_entropy(
+        torch.log(up.clamp(min=1e-15)), label, ignore_index=255,
+        reduction='none')
+    actual, prediction = upsampled_ensemble_nll(ensemble, label, 255,
+                                                align_corners)
+    torch.testing.assert_close(actual, expected)
+    assert torch.equal(prediction, up.argmax(dim=1))
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(
+        torch.autograd.grad(actual, ensemble, grad)[0],
+        torch.autograd.grad(expected, ensemble, grad)[0])
+
+
+@pytest.mark.parametrize('avg_non_ignore', [False, True])
+@pytest.mark.parametrize('class_weight', [None, [1., 2., 0.5, 1., 3.]])
+def test_cross_entropy_loss_module(avg_non_ignore, class_weight):
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 30, 35)
+    label = _label()
+    loss = CrossEntropyLoss(
+        loss_weight=0.4,
+        class_weight=class_weight,
+        avg_non_ignore=avg_non_ignore)
+    weight = None if class_weight is None else torch.tensor(class_weight)
+    per_pixel = F.cross_entropy(
+        logits, label, weight=weight, ignore_index=255, reduction='none')
+    if avg_non_ignore:
+        valid = label != 255
+        denominator = valid.sum() if weight is None else \
+            weight[label[valid]].sum()
+        expected = per_pixel.sum() / denominator
+    else:
+        expected = per_pixel.mean()
+    torch.testing.assert_close(loss(logits, label), 0.4 * expected)
+    # smaller logits are upsampled inside the loss
+    small = logits[:, :, ::5, ::5].contiguous()
+    up = _up(small, label.shape[1:], False)
+    torch.testing.assert_close(loss(small, label), loss(up, label))
+
+
+def test_accuracy_upsamples_smaller_scores():
+    scores = torch.zeros(1, 3, 2, 2)
+    scores[0, 1] = 1.
+    label = torch.ones(1, 8, 8, dtype=torch.long)
+    label[0, 0, 0] = 255
+    label[0, 1, 1] = 2
+    expected = torch.tensor(100. * 62 / 63)
+    torch.testing.assert_close(accuracy(scores, label), expected)
+
+
+def test_invalid_loss_settings():
+    with pytest.raises(ValueError, match='use_sigmoid'):
+        CrossEntropyLoss(use_sigmoid=True)
+    with pytest.raises(ValueError, match='loss_'):
+        CrossEntropyLoss(loss_name='ce')
