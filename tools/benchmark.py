@@ -3,7 +3,7 @@ the machine's matrix-multiply rate, images/s and peak memory.
 
     python tools/benchmark.py CONFIG [CHECKPOINT] [--shape H W] [--batch N]
         [--mode inference|train] [--repeat K] [--amp] [--device cpu|cuda]
-        [--json FILE]
+        [--json FILE] [--debug]
 
 ``inference`` times ``encode_decode`` (logits at input size) without
 gradients; ``train`` times one forward + backward of the training losses
@@ -20,6 +20,8 @@ import sys
 import time
 
 import torch
+
+from mmseg.utils.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):
@@ -48,6 +50,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
         help='config overrides, as in tools/train.py')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -86,14 +89,15 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def build(args, device):
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
     from mmseg.apis import init_model
-    cfg = Config.fromfile(args.config)
+    options = None
     if args.cfg_options:
         action = DictAction(option_strings=[], dest='opts')
         namespace = argparse.Namespace()
         action(None, namespace, args.cfg_options)
-        cfg.merge_from_dict(namespace.opts)
+        options = namespace.opts
+    cfg = load_config(args.config, options)
     model = init_model(cfg, args.checkpoint, device=str(device))
     crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     return model, tuple(args.shape or crop or (512, 512))
@@ -152,6 +156,12 @@ def main(argv=None):
             total.backward()
             model.zero_grad(set_to_none=True)
 
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    times = _timed(step, device, args.repeat, args.warmup)
+    seconds = statistics.median(times)
+    # read before counting FLOPs: the counter's hooks hold extra tensors
+    peak_memory = peak_memory_bytes(device)
     # FLOPs are counted on a gradient-enabled forward: the counter's module
     # tracker needs autograd nodes
     if args.mode == 'inference':
@@ -159,10 +169,6 @@ def main(argv=None):
         model.zero_grad(set_to_none=True)
     else:
         flops, _ = count_flops(step)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    times = _timed(step, device, args.repeat, args.warmup)
-    seconds = statistics.median(times)
     rate = matmul_rate(device, amp_dtype or torch.float32)
 
     result = dict(
@@ -180,7 +186,7 @@ def main(argv=None):
         matmul_gflops=round(rate / 1e9, 1),
         matmul_fraction=round(flops / seconds / rate, 3),
         images_per_second=round(batch / seconds, 3),
-        peak_memory_gb=round(peak_memory_bytes(device) / 1e9, 2),
+        peak_memory_gb=round(peak_memory / 1e9, 2),
     )
     width = max(map(len, result))
     for key, value in result.items():
@@ -192,4 +198,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(0 if main() else 1)
+    sys.exit(run(main))

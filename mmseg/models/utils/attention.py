@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .gelu_linear import gelu_linear
+
 KeysValues = Tuple[torch.Tensor, torch.Tensor]
 
 
@@ -83,8 +85,7 @@ class Mlp(nn.Module):
     def __init__(self, dims: int, hidden_dims: int):
         super().__init__()
         self.fc1 = nn.Linear(dims, hidden_dims)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dims, dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return gelu_linear(self.fc1(x), self.fc2.weight, self.fc2.bias)

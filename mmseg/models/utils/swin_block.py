@@ -7,6 +7,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
+from .gelu_linear import gelu_linear
 from .window_attention import ShiftWindowMSA
 
 
@@ -30,7 +31,15 @@ class SwinFFN(nn.Module):
             nn.Linear(hidden_dims, embed_dims), nn.Dropout(drop_rate))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        """``... x C`` -> ``... x C``."""
+        expand, activation, dropout = self.layers[0]
+        project = self.layers[1]
+        if isinstance(activation, nn.GELU) and activation.approximate == \
+                'none' and (dropout.p == 0 or not self.training):
+            out = gelu_linear(expand(x), project.weight, project.bias)
+        else:
+            out = project(dropout(activation(expand(x))))
+        return self.layers[2](out)
 
 
 class SwinBlock(nn.Module):

@@ -1,0 +1,89 @@
+"""The fused fast paths equal plain reference computations, in value and
+gradient (issue: performance with identical outputs)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmseg.models.decode_heads import SenFormer, SenFormerNWS
+from mmseg.models.utils import SwinFFN
+from mmseg.models.utils.gelu_linear import gelu_linear
+
+
+def test_gelu_linear_gradcheck():
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gelu_linear, (hidden, weight, bias))
+
+
+def test_swin_ffn_fused_equals_sequential():
+    torch.manual_seed(0)
+    ffn = SwinFFN(8, 32).double().train()
+    x = torch.randn(2, 10, 8, dtype=torch.float64, requires_grad=True)
+    fused = ffn(x)
+    plain = ffn.layers(x)
+    torch.testing.assert_close(fused, plain)
+    grad = torch.randn_like(plain)
+    params = [x, *ffn.parameters()]
+    for a, b in zip(torch.autograd.grad(fused, params, grad),
+                    torch.autograd.grad(plain, params, grad)):
+        torch.testing.assert_close(a, b)
+
+
+def _naive_learner(learner, feature):
+    """A learner computed with explicit matmul + softmax attention."""
+    B, C, H, W = feature.shape
+    tokens = learner.norm_features(feature.flatten(2).transpose(1, 2))
+    q = learner.queries.expand(B, -1, -1)
+
+    def attend(query, key, value, heads):
+        d = query.shape[-1] // heads
+        split = [t.view(B, -1, heads, d).transpose(1, 2)
+                 for t in (query, key, value)]
+        weights = (split[0] * d**-0.5) @ split[1].transpose(-2, -1)
+        out = weights.softmax(-1) @ split[2]
+        return out.transpose(1, 2).reshape(B, -1, C)
+
+    for block in learner.layers:
+        for _ in range(learner.repeats):
+            cross = block.cross_attn
+            k, v = cross.kv(tokens).chunk(2, dim=-1)
+            q = q + cross.proj(
+                attend(cross.to_q(block.norm1(q)), k, v, cross.num_heads))
+            attn = block.attn
+            qq, kk, vv = attn.qkv(block.norm2(q)).chunk(3, dim=-1)
+            q = q + attn.proj(attend(qq, kk, vv, attn.num_heads))
+            mlp = block.mlp
+            q = q + mlp.fc2(F.gelu(mlp.fc1(block.norm3(q))))
+    embs = learner.norm_embs(q)
+    return (embs @ tokens.transpose(1, 2)).view(B, -1, H, W)
+
+
+@pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
+def test_learners_equal_explicit_attention(head_cls):
+    torch.manual_seed(0)
+    head = head_cls(
+        num_heads=2,
+        branch_depth=2,
+        in_channels=[8] * 4,
+        in_index=[0, 1, 2, 3],
+        feature_strides=[4, 8, 16, 32],
+        channels=4,
+        num_classes=3).double()
+    for learner in head.learners:
+        torch.nn.init.normal_(learner.queries)
+    feats = [
+        torch.randn(2, 8, 8 // 2**i + 1, 8 // 2**i + 1,
+                    dtype=torch.float64, requires_grad=True)
+        for i in range(4)
+    ]
+    for learner, feat in zip(head.learners, feats):
+        fast = learner(feat)
+        naive = _naive_learner(learner, feat)
+        torch.testing.assert_close(fast, naive)
+        grad = torch.randn_like(fast)
+        params = [feat, *learner.parameters()]
+        for a, b in zip(torch.autograd.grad(fast, params, grad),
+                        torch.autograd.grad(naive, params, grad)):
+            torch.testing.assert_close(a, b)
