@@ -2,7 +2,7 @@
 
     python demo/image_demo.py IMG CONFIG CHECKPOINT [--out-file F]
         [--device cpu|cuda:0] [--opacity 0.5] [--aug-test] [--learners]
-        [--cfg-options KEY=VALUE ...]
+        [--cfg-options KEY=VALUE ...] [--debug]
 
 The overlay has the image's size and uses the dataset's palette.
 ``--learners`` also writes each SenFormer learner's own prediction next to
@@ -13,6 +13,8 @@ import os.path as osp
 import sys
 
 from mmengine.config import DictAction
+
+from mmseg.utils.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):
@@ -39,6 +41,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='override config entries')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not 0 < args.opacity <= 1:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
@@ -48,7 +51,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.img):
-        sys.exit(f'error: image not found: {args.img}')
+        raise FileNotFoundError(f'image not found: {args.img}')
     import mmcv
     from mmengine.structures import PixelData
 
@@ -59,8 +62,8 @@ def main(argv=None):
     cfg_options = dict(args.cfg_options or {})
     if args.learners:
         cfg_options['model.test_cfg.return_learners'] = True
-    model = init_model(args.config, args.checkpoint, args.device,
-                       cfg_options)
+    model = init_model(
+        load_config(args.config, cfg_options), args.checkpoint, args.device)
     result = inference_model(model, args.img, aug_test=args.aug_test)
 
     out_file = args.out_file or osp.splitext(args.img)[0] + '_seg.png'
@@ -88,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

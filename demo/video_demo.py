@@ -2,6 +2,7 @@
 
     python demo/video_demo.py VIDEO CONFIG CHECKPOINT [--output-file F]
         [--device cpu|cuda:0] [--opacity 0.5] [--show] [--max-frames N]
+        [--debug]
 
 VIDEO is a file path or a camera index (``0``). Without ``--output-file``
 the overlays are shown in a window (``--show``).
@@ -10,6 +11,8 @@ import argparse
 import sys
 
 from mmengine.config import DictAction
+
+from mmseg.utils.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):
@@ -29,6 +32,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='override config entries')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not (args.output_file or args.show):
         parser.error('nothing to do: give --output-file and/or --show')
@@ -47,9 +51,10 @@ def main(argv=None):
     source = int(args.video) if args.video.isdigit() else args.video
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
-        sys.exit(f'error: cannot open video {args.video}')
-    model = init_model(args.config, args.checkpoint, args.device,
-                       args.cfg_options)
+        raise FileNotFoundError(f'cannot open video {args.video}')
+    model = init_model(
+        load_config(args.config, args.cfg_options), args.checkpoint,
+        args.device)
     visualizer = SegLocalVisualizer(
         name='video-demo',
         alpha=args.opacity,
@@ -91,4 +96,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

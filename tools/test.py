@@ -3,6 +3,7 @@
     python tools/test.py CONFIG CHECKPOINT [--aug-test] [--out DIR]
         [--show-dir DIR] [--per-learner] [--work-dir DIR]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+        [--debug]
 
 Prints a per-class table and mIoU/mAcc/aAcc and writes them as JSON into
 the work dir. ``--aug-test`` is the multi-scale (0.5 ... 1.75) + flip test;
@@ -18,6 +19,8 @@ import sys
 import time
 
 from mmengine.config import Config, ConfigDict, DictAction
+
+from mmseg.utils.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):
@@ -49,6 +52,7 @@ def parse_args(argv=None):
         '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -60,10 +64,8 @@ def _evaluators(cfg: Config):
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -109,10 +111,10 @@ def build_config(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        sys.exit(f'error: checkpoint not found: {args.checkpoint}')
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     from mmengine.model import is_model_wrapper
 
-    from mmseg.engine import SegRunner, load_checkpoint
+    from mmseg.engine import SegRunner, atomic_write_text, load_checkpoint
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
@@ -129,18 +131,18 @@ def main(argv=None):
         os.makedirs(runner.work_dir, exist_ok=True)
         stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
         path = osp.join(runner.work_dir, f'eval_{stamp}.json')
-        with open(path, 'w') as f:
-            json.dump(
+        atomic_write_text(
+            path,
+            json.dumps(
                 dict(
                     config=args.config,
                     checkpoint=args.checkpoint,
                     aug_test=args.aug_test,
                     metrics=metrics),
-                f,
-                indent=2)
+                indent=2))
         runner.logger.info(f'metrics written to {path}')
     return metrics
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))

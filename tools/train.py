@@ -2,6 +2,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
+        [--debug]
 
 Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun)
 or ``tools/slurm_train.sh``; without CUDA the processes use gloo on CPU.
@@ -12,6 +13,8 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
+
+from mmseg.utils.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):
@@ -45,6 +48,7 @@ def parse_args(argv=None):
         help='job launcher')
     # torchrun < 2.0 passes --local-rank; newer ones set LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -78,10 +82,8 @@ def add_tensorboard(cfg: Config) -> None:
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
@@ -110,4 +112,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run(main))

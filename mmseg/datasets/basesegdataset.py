@@ -1,10 +1,12 @@
 """A folder of images and label maps as a segmentation dataset."""
+import logging
 import os
 import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
 from mmengine.registry import DefaultScope
 
 from mmseg.registry import DATASETS
@@ -69,6 +71,12 @@ class BaseSegDataset(BaseDataset):
         ignore_index: label value that is not evaluated nor trained on.
         reduce_zero_label: label 0 means "other": ignore it and shift the
             other labels down by one.
+        skip_bad_samples: when training, replace a sample whose files are
+            broken (corrupt or truncated image/label map, wrong size, label
+            values outside the classes) by another random one and log a
+            warning naming the file, instead of stopping with
+            :class:`DatasetError`. Off by default; never in ``test_mode``
+            (metrics must see every sample).
     """
     METAINFO: dict = dict()
 
@@ -87,11 +95,13 @@ class BaseSegDataset(BaseDataset):
                  lazy_init: bool = False,
                  max_refetch: int = 1000,
                  ignore_index: int = 255,
-                 reduce_zero_label: bool = False) -> None:
+                 reduce_zero_label: bool = False,
+                 skip_bad_samples: bool = False) -> None:
         self.img_suffix = img_suffix
         self.seg_map_suffix = seg_map_suffix
         self.ignore_index = ignore_index
         self.reduce_zero_label = reduce_zero_label
+        self.skip_bad_samples = skip_bad_samples
         self._given_data_root = data_root
         unknown = set(data_prefix) - {'img_path', 'seg_map_path'}
         if unknown:
@@ -134,6 +144,19 @@ class BaseSegDataset(BaseDataset):
                 "(metainfo=dict(classes=...)) for its metric")
         if not lazy_init:
             self.full_init()
+
+    def prepare_data(self, idx: int):
+        """The sample after the pipeline; with ``skip_bad_samples`` (when
+        training) None for a broken one, which mmengine's ``__getitem__``
+        replaces by another random sample (at most ``max_refetch`` times)."""
+        if not self.skip_bad_samples or self.test_mode:
+            return super().prepare_data(idx)
+        try:
+            return super().prepare_data(idx)
+        except DatasetError as e:
+            print_log(f'skipping a broken sample: {e}', logger='current',
+                      level=logging.WARNING)
+            return None
 
     @property
     def num_classes(self) -> Optional[int]:

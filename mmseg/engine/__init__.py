@@ -4,23 +4,27 @@ Importing this package allowlists our checkpoint types for weights-only
 loading and routes mmengine's checkpoint loading through it (see
 :mod:`mmseg.engine.safe_load`).
 """
+from .atomic_io import SaveError, atomic_write, atomic_write_text
 from .checkpoint import (CheckpointMismatchError, atomic_save,
                          get_state_dict, load_checkpoint, read_checkpoint,
                          summarise_keys)
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from . import hooks  # noqa: F401  (registers the hooks)
+from .hooks import NonFiniteError
 from .safe_load import (CheckpointError, NotACheckpointError,
                         UnsafeCheckpointError, install_safe_loading,
                         safe_globals, safe_torch_load)
-from .seg_runner import SegRunner
+from .seg_runner import DEFAULT_DATALOADER_TIMEOUT_S, SegRunner
 from .sync_bn import count_sync_batchnorm, revert_sync_batchnorm_if_needed
 
 install_safe_loading()
 
 __all__ = [
-    'CheckpointError', 'CheckpointMismatchError', 'DEFAULT_TIMEOUT_S',
-    'NotACheckpointError', 'SegRunner', 'UnsafeCheckpointError',
-    'atomic_save', 'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',
+    'CheckpointError', 'CheckpointMismatchError',
+    'DEFAULT_DATALOADER_TIMEOUT_S', 'DEFAULT_TIMEOUT_S', 'NonFiniteError',
+    'NotACheckpointError', 'SaveError', 'SegRunner', 'UnsafeCheckpointError',
+    'atomic_save', 'atomic_write', 'atomic_write_text',
+    'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',
     'install_safe_loading', 'load_checkpoint', 'read_checkpoint',
     'revert_sync_batchnorm_if_needed', 'safe_globals', 'safe_torch_load',
     'summarise_keys'

@@ -6,10 +6,7 @@ opened through mmengine's ``CheckpointLoader``, i.e. with the weights-only
 loaders of :mod:`mmseg.engine.safe_load` for local paths and URLs.
 """
 import logging
-import os
-import os.path as osp
 import re
-import tempfile
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
@@ -19,6 +16,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import CheckpointLoader
 
+from .atomic_io import atomic_write
 from .safe_load import CheckpointError, install_safe_loading
 
 # Parameters whose shape follows the number of classes: the 1x1 classifier
@@ -328,24 +326,9 @@ def atomic_save(obj: object, filename: str) -> None:
 
     Writes a temporary file beside the target, flushes it to disk and
     renames it over ``filename`` (atomic on POSIX), so a crash or a full
-    disk keeps the previous file intact.
+    disk keeps the previous file intact (see :mod:`mmseg.engine.atomic_io`).
+
+    Raises:
+        SaveError: writing failed (e.g. disk full); ``filename`` unchanged.
     """
-    directory = osp.dirname(osp.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f'.{osp.basename(filename)}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+    atomic_write(filename, lambda f: torch.save(obj, f))

@@ -1,20 +1,39 @@
-"""mmengine Runner that also runs distributed on machines without CUDA."""
+"""mmengine Runner that runs distributed on machines without CUDA and keeps
+a training run's files safe from crashes."""
 import copy
-from typing import Callable, Dict, Optional, Union
+import os
+import os.path as osp
+import re
+import uuid
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.device import get_device
-from mmengine.dist import is_distributed
+from mmengine.dist import is_distributed, master_only
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
 
 from mmseg.registry import MODEL_WRAPPERS, RUNNERS
+from .atomic_io import SaveError, commit, describe_os_error, temporary_name
 from .checkpoint import load_state_dict_checked, read_checkpoint
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
+from .hooks import (CheckFiniteLossHook, IterSeedHook, NonFiniteError,
+                    SegCheckpointHook)
+from .hooks.finite_loss_hook import first_non_finite_tensor
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
+
+#: seconds a training dataloader may wait for a batch from its workers
+#: before failing (a hung worker must not stall the run forever); set
+#: ``timeout`` in a dataloader config to change it
+DEFAULT_DATALOADER_TIMEOUT_S = 1800
+
+# checkpoint files named by CheckpointHook's default filename_tmpl
+_NUMBERED_CHECKPOINT = re.compile(r'^(iter|epoch)_(\d+)\.pth$')
 
 
 @RUNNERS.register_module()
@@ -37,6 +56,24 @@ class SegRunner(Runner):
     fail instead of waiting forever for a crashed one; checkpoints are read
     weights-only (:mod:`mmseg.engine.safe_load`) and ``load_from``
     mismatches are reported briefly, grouped by key prefix.
+
+    Training runs are made crash-safe:
+
+    * checkpoints are written atomically (temporary file, fsync, rename) and
+      never with NaN/Inf weights; ``CheckpointHook`` becomes
+      :class:`~mmseg.engine.hooks.SegCheckpointHook` (atomic
+      ``last_checkpoint``, old files deleted only after the new one is
+      safe); a full disk raises :class:`~mmseg.engine.SaveError` with the
+      previous checkpoint intact;
+    * :class:`~mmseg.engine.hooks.CheckFiniteLossHook` stops at the first
+      NaN/Inf loss, before anything is saved;
+    * :class:`~mmseg.engine.hooks.IterSeedHook` and the seed of the resumed
+      checkpoint (restored before the sampler is built) make a resumed run
+      repeat the uninterrupted one;
+    * ``resume=True`` without a file picks the newest complete checkpoint
+      of the work dir, even when ``last_checkpoint`` is missing or stale;
+    * dataloaders with workers get a ``timeout`` (default
+      :data:`DEFAULT_DATALOADER_TIMEOUT_S`); a dead worker already raises.
     """
 
     def setup_env(self, env_cfg: Dict) -> None:
@@ -56,6 +93,191 @@ class SegRunner(Runner):
         # with the group in place mmengine skips its own init_dist
         super().setup_env(env_cfg)
 
+    # ------------------------------------------------------------------
+    # hooks and dataloaders
+
+    def register_hooks(
+            self,
+            default_hooks: Optional[Dict[str, Union[Hook, Dict]]] = None,
+            custom_hooks: Optional[List[Union[Hook, Dict]]] = None) -> None:
+        """mmengine's hooks, with ``CheckpointHook`` replaced by
+        :class:`SegCheckpointHook` and :class:`CheckFiniteLossHook` and
+        :class:`IterSeedHook` added unless the config lists them."""
+        default_hooks = dict(default_hooks or {})
+        # mmengine's default when the config names none: every epoch/iter
+        checkpoint = default_hooks.get('checkpoint',
+                                       dict(type='CheckpointHook',
+                                            interval=1))
+        if isinstance(checkpoint, dict) and checkpoint.get('type') in (
+                'CheckpointHook', 'mmengine.CheckpointHook', CheckpointHook):
+            args = {k: v for k, v in checkpoint.items() if k != 'type'}
+            default_hooks['checkpoint'] = SegCheckpointHook(**args)
+        super().register_hooks(default_hooks, custom_hooks)
+        for hook_cls in (CheckFiniteLossHook, IterSeedHook):
+            if not any(isinstance(h, hook_cls) for h in self._hooks):
+                self.register_hook(hook_cls())
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's ``build_dataloader``, giving worker-based dataloaders
+        a ``timeout`` (:data:`DEFAULT_DATALOADER_TIMEOUT_S`) unless set."""
+        if isinstance(dataloader, dict) and \
+                dataloader.get('num_workers', 0) > 0 and \
+                'timeout' not in dataloader:
+            dataloader = copy.copy(dataloader)
+            dataloader['timeout'] = DEFAULT_DATALOADER_TIMEOUT_S
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+
+    # ------------------------------------------------------------------
+    # saving
+
+    def _last_checkpoint(self) -> Optional[str]:
+        """What ``work_dir/last_checkpoint`` names, if anything."""
+        pointer = osp.join(self.work_dir, 'last_checkpoint')
+        if not osp.isfile(pointer):
+            return None
+        with open(pointer) as f:
+            return f.read().strip() or None
+
+    @master_only
+    def save_checkpoint(self,
+                        out_dir: str,
+                        filename: str,
+                        file_client_args: Optional[dict] = None,
+                        save_optimizer: bool = True,
+                        save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None,
+                        by_epoch: bool = True,
+                        backend_args: Optional[dict] = None) -> None:
+        """mmengine's ``save_checkpoint``, atomically on local disks.
+
+        The checkpoint is written to a temporary file beside the target,
+        flushed and renamed over it, so ``out_dir/filename`` is only ever a
+        complete checkpoint. Other storage back-ends are written as mmengine
+        does.
+
+        Raises:
+            NonFiniteError: a weight is NaN/Inf; nothing is written.
+            SaveError: the file could not be written (disk full, ...); the
+                previous files are unchanged.
+        """
+        path = osp.join(out_dir, filename)
+        model = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        bad = first_non_finite_tensor(model.state_dict())
+        if bad is not None:
+            raise NonFiniteError(
+                f'refusing to save {path}: weight {bad} is NaN/Inf (training '
+                f'diverged by iteration {self.iter + 1}); '
+                + (f'the last checkpoint {self._last_checkpoint()} is '
+                   'unchanged' if self._last_checkpoint() else
+                   'no checkpoint was saved'))
+        args = dict(
+            file_client_args=file_client_args,
+            save_optimizer=save_optimizer,
+            save_param_scheduler=save_param_scheduler,
+            meta=meta,
+            by_epoch=by_epoch,
+            backend_args=backend_args)
+        local = file_client_args is None and isinstance(
+            get_file_backend(out_dir, backend_args=backend_args),
+            LocalBackend)
+        if not local:
+            super().save_checkpoint(out_dir, filename, **args)
+            return
+
+        tmp_name = temporary_name(filename, uuid.uuid4().hex[:8])
+        tmp = osp.join(out_dir, tmp_name)
+        try:
+            super().save_checkpoint(out_dir, tmp_name, **args)
+            commit(tmp, path)
+        except BaseException as e:
+            if osp.exists(tmp):
+                os.remove(tmp)
+            if not isinstance(e, OSError):
+                raise
+            last = self._last_checkpoint()
+            raise SaveError(
+                f'cannot save checkpoint {path}: {describe_os_error(e)}; '
+                'nothing was overwritten' +
+                (f', the last checkpoint {last} is intact (continue with '
+                 '--resume)' if last else '')) from e
+
+    # ------------------------------------------------------------------
+    # loading and resuming
+
+    def _find_resume_checkpoint(self) -> Optional[str]:
+        """The newest complete checkpoint of the work dir.
+
+        ``last_checkpoint`` normally names it; a numbered checkpoint newer
+        than the one it names (a run killed between saving and updating the
+        pointer) or, without a usable pointer, the highest-numbered one is
+        taken instead. Every file is complete: they are written atomically.
+        """
+        named = self._last_checkpoint()
+        if named is not None and '://' not in named and \
+                not osp.isfile(named):
+            self.logger.warning(
+                f'{osp.join(self.work_dir, "last_checkpoint")} names {named}'
+                ', which does not exist; looking for other checkpoints')
+            named = None
+        if named is not None and '://' in named:
+            return named
+
+        folders = {self.work_dir}
+        if named is not None:
+            folders.add(osp.dirname(named))
+        numbered = []
+        for folder in folders:
+            if not osp.isdir(folder):
+                continue
+            for name in os.listdir(folder):
+                match = _NUMBERED_CHECKPOINT.match(name)
+                if match:
+                    numbered.append((match.group(1), int(match.group(2)),
+                                     osp.join(folder, name)))
+        if named is None:
+            return max(numbered)[2] if numbered else None
+        match = _NUMBERED_CHECKPOINT.match(osp.basename(named))
+        if match:
+            newer = [c for c in numbered if c[0] == match.group(1)
+                     and c[1] > int(match.group(2))]
+            if newer:
+                self.logger.warning(
+                    f'resuming from {max(newer)[2]}, newer than {named} that '
+                    'last_checkpoint names (the run stopped before updating '
+                    'it)')
+                return max(newer)[2]
+        return named
+
+    def build_train_loop(self, loop):
+        """Before the train loop (and its sampler) is built, settle which
+        checkpoint a resumed run starts from and restore its random seed,
+        so a run without a fixed seed keeps its data order too."""
+        if self._resume and not self._has_loaded:
+            if self._load_from is None:
+                self._load_from = self._find_resume_checkpoint()
+                if self._load_from is None:
+                    self.logger.warning(
+                        f'resume: no checkpoint in {self.work_dir}; training '
+                        'starts from scratch')
+                    self._resume = False
+                else:
+                    self.logger.info(
+                        f'resuming from the latest checkpoint '
+                        f'{self._load_from}')
+            if self._load_from is not None:
+                checkpoint = read_checkpoint(self._load_from, 'cpu',
+                                             self.logger)
+                self._resume_cache = (self._load_from, checkpoint)
+                meta = checkpoint.get('meta', {}) \
+                    if isinstance(checkpoint, dict) else {}
+                seed = meta.get('seed')
+                if seed is not None and seed != self.seed:
+                    self._randomness_cfg.update(seed=seed)
+                    self.set_randomness(**self._randomness_cfg)
+        return super().build_train_loop(loop)
+
     def load_checkpoint(self,
                         filename: str,
                         map_location: Union[str, Callable] = 'cpu',
@@ -64,7 +286,12 @@ class SegRunner(Runner):
         """mmengine's ``load_checkpoint`` (used by ``load_from`` and
         ``resume``) reporting mismatches as :func:`load_checkpoint` does:
         counted and grouped by prefix rather than listed key by key."""
-        checkpoint = read_checkpoint(filename, map_location, self.logger)
+        cached = getattr(self, '_resume_cache', None)
+        if cached is not None and cached[0] == filename:
+            self._resume_cache = None
+            checkpoint = cached[1]
+        else:
+            checkpoint = read_checkpoint(filename, map_location, self.logger)
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         load_state_dict_checked(
             self.model, checkpoint, filename, strict, self.logger,

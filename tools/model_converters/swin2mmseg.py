@@ -9,11 +9,9 @@ Renames ``layers.*`` to ``stages.*``, ``attn.*`` to ``attn.w_msa.*``,
 drops the classifier.
 """
 import argparse
-import os
-import os.path as osp
 import sys
 
-import torch
+from mmseg.utils.cli import add_debug_argument, run
 
 
 def parse_args(argv=None):
@@ -22,29 +20,24 @@ def parse_args(argv=None):
         '(MMSegmentation) key layout.')
     parser.add_argument('src', help='official checkpoint (.pth)')
     parser.add_argument('dst', help='output path')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.engine.checkpoint import CheckpointError, read_checkpoint
+    from mmseg.engine import atomic_save, read_checkpoint
     from mmseg.models.utils.ckpt_convert import (is_official_swin,
                                                  swin_official_to_mmseg)
-    try:
-        checkpoint = read_checkpoint(args.src)
-    except CheckpointError as err:
-        sys.exit(f'error: {err}')
+    checkpoint = read_checkpoint(args.src)
     state = checkpoint.get('model', checkpoint.get('state_dict', checkpoint))
     if not is_official_swin(state):
         sys.exit(f'error: {args.src} is not an official Swin checkpoint '
                  '(no "layers.*" keys); it may already be converted')
     converted = swin_official_to_mmseg(state)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(dict(state_dict=converted), tmp)
-    os.replace(tmp, args.dst)
+    atomic_save(dict(state_dict=converted), args.dst)
     print(f'converted {len(converted)} tensors -> {args.dst}')
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run(main))
