@@ -32,11 +32,15 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, label, ignore_index, align_corners):
-        up = _upsample(logits, label.shape[1:], align_corners)
         valid = label != ignore_index
         target = label.masked_fill(~valid, 0).unsqueeze(1)
-        log_norm = torch.logsumexp(up, dim=1)
-        nll = (log_norm - up.gather(1, target).squeeze(1)) * valid
+        log_norm = torch.empty_like(label, dtype=logits.dtype)
+        nll = torch.empty_like(log_norm)
+        # one image at a time: a single label-size map is alive
+        for i in range(len(logits)):
+            up = _upsample(logits[i:i + 1], label.shape[1:], align_corners)
+            log_norm[i] = torch.logsumexp(up[0], dim=0)
+            nll[i] = (log_norm[i] - up[0].gather(0, target[i])[0]) * valid[i]
         ctx.save_for_backward(logits, target, valid, log_norm)
         ctx.align_corners = align_corners
         return nll
@@ -45,12 +49,16 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
     def backward(ctx, grad_nll):
         logits, target, valid, log_norm = ctx.saved_tensors
         weight = (grad_nll * valid).unsqueeze(1)
-        grad_up = _upsample(logits, target.shape[2:], ctx.align_corners)
-        # d nll / d up = softmax(up) - one_hot(label)
-        grad_up.sub_(log_norm.unsqueeze(1)).exp_().mul_(weight)
-        grad_up.scatter_add_(1, target, -weight)
-        return (_upsample_backward(grad_up, logits.shape, ctx.align_corners),
-                None, None, None)
+        grad_logits = torch.empty_like(logits)
+        for i in range(len(logits)):
+            grad_up = _upsample(logits[i:i + 1], target.shape[2:],
+                                ctx.align_corners)
+            # d nll / d up = softmax(up) - one_hot(label)
+            grad_up.sub_(log_norm[i]).exp_().mul_(weight[i])
+            grad_up.scatter_add_(1, target[i:i + 1], -weight[i:i + 1])
+            grad_logits[i:i + 1] = _upsample_backward(
+                grad_up, logits[i:i + 1].shape, ctx.align_corners)
+        return grad_logits, None, None, None
 
 
 class _UpsampledEnsembleNLL(torch.autograd.Function):
@@ -59,13 +67,19 @@ class _UpsampledEnsembleNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ensemble, label, ignore_index, align_corners):
-        up = _upsample(ensemble, label.shape[1:], align_corners)
-        prediction = up.argmax(dim=1)
-        clamped = up.clamp_(min=_MIN_PROBABILITY)
         valid = label != ignore_index
         target = label.masked_fill(~valid, 0).unsqueeze(1)
-        total = clamped.sum(dim=1)
-        target_prob = clamped.gather(1, target).squeeze(1)
+        prediction = torch.empty_like(label)
+        total = torch.empty_like(label, dtype=ensemble.dtype)
+        target_prob = torch.empty_like(total)
+        # one image at a time: a single label-size map is alive
+        for i in range(len(ensemble)):
+            up = _upsample(ensemble[i:i + 1], label.shape[1:],
+                           align_corners)[0]
+            prediction[i] = up.argmax(dim=0)
+            clamped = up.clamp_(min=_MIN_PROBABILITY)
+            total[i] = clamped.sum(dim=0)
+            target_prob[i] = clamped.gather(0, target[i])[0]
         # log-softmax of log(p) is log(p / sum(p))
         nll = (total.log() - target_prob.log()) * valid
         ctx.save_for_backward(ensemble, target, valid, total, target_prob)
@@ -77,16 +91,22 @@ class _UpsampledEnsembleNLL(torch.autograd.Function):
     def backward(ctx, grad_nll, grad_prediction):
         ensemble, target, valid, total, target_prob = ctx.saved_tensors
         weight = grad_nll * valid
-        up = _upsample(ensemble, target.shape[2:], ctx.align_corners)
-        # d/dp_k [log sum(p) - log p_y] = 1/sum(p) - [k = y]/p_y, and the
-        # clamp passes gradients only where p >= its minimum
-        passes = up >= _MIN_PROBABILITY
-        grad_up = passes.to(up.dtype).mul_((weight / total).unsqueeze(1))
+        grad_total = (weight / total).unsqueeze(1)
         grad_target = -(weight / target_prob).unsqueeze(1)
-        grad_up.scatter_add_(1, target,
-                             grad_target * passes.gather(1, target))
-        return (_upsample_backward(grad_up, ensemble.shape,
-                                   ctx.align_corners), None, None, None)
+        grad_ensemble = torch.empty_like(ensemble)
+        for i in range(len(ensemble)):
+            up = _upsample(ensemble[i:i + 1], target.shape[2:],
+                           ctx.align_corners)
+            # d/dp_k [log sum(p) - log p_y] = 1/sum(p) - [k = y]/p_y, and
+            # the clamp passes gradients only where p >= its minimum
+            passes = up >= _MIN_PROBABILITY
+            grad_up = passes.to(up.dtype).mul_(grad_total[i])
+            index = target[i:i + 1]
+            grad_up.scatter_add_(
+                1, index, grad_target[i:i + 1] * passes.gather(1, index))
+            grad_ensemble[i:i + 1] = _upsample_backward(
+                grad_up, ensemble[i:i + 1].shape, ctx.align_corners)
+        return grad_ensemble, None, None, None
 
 
 def upsampled_nll(logits: torch.Tensor,
