@@ -93,6 +93,8 @@ def sha256(path) -> str:
 def snapshot(directory) -> dict:
     """``{relative path: sha256}`` of every file under ``directory``."""
     found = {}
+    if not osp.isdir(str(directory)):
+        return found
     for root, _, files in os.walk(str(directory)):
         for name in files:
             path = osp.join(root, name)
@@ -154,9 +156,14 @@ def error_line(stderr: str) -> str:
 
 def train(data_root, tmp_path, capsys, *options, extra='', workers=0,
           iters=1, interval=1, work_dir=None):
+    """``tools/train.py`` on the fast toy config; the dataset (and the
+    config) must come out of it unchanged, whatever happened."""
     cfg = write_config(tmp_path, data_root, workers, iters, interval, extra)
     work_dir = work_dir or str(tmp_path / 'work')
-    return run_tool(TRAIN, [cfg, '--work-dir', work_dir, *options], capsys)
+    before = snapshot(data_root), sha256(cfg)
+    result = run_tool(TRAIN, [cfg, '--work-dir', work_dir, *options], capsys)
+    assert (snapshot(data_root), sha256(cfg)) == before
+    return result
 
 
 def train_images(root):
@@ -182,14 +189,12 @@ def test_missing_dataset_folder(data, tmp_path, capsys, missing):
     else:
         path = osp.join(data, 'annotations', 'training')
     shutil.rmtree(path)
-    before = snapshot(data) if osp.isdir(data) else {}
     code, err, _ = train(data, tmp_path, capsys)
     assert code == 1
     line = error_line(err)
     assert 'does not exist' in line
     assert (path if missing == 'data_root' else
             osp.relpath(path, data)) in line, line
-    assert (snapshot(data) if osp.isdir(data) else {}) == before
 
 
 def test_missing_split_file(data, tmp_path, capsys):
@@ -378,10 +383,14 @@ def toy_state(toy_root, tmp_path_factory):
 
 
 def _test_tool(data, tmp_path, capsys, checkpoint):
+    """``tools/test.py``; the checkpoint must come out of it unchanged."""
     cfg = write_config(tmp_path, data)
-    return run_tool(
+    before = sha256(checkpoint) if osp.isfile(checkpoint) else None
+    result = run_tool(
         TEST, [cfg, str(checkpoint), '--work-dir',
                str(tmp_path / 'work')], capsys)
+    assert (sha256(checkpoint) if osp.isfile(checkpoint) else None) == before
+    return result
 
 
 def test_checkpoint_not_found(data, tmp_path, capsys):
@@ -399,12 +408,10 @@ def test_not_a_checkpoint(data, tmp_path, capsys, toy_state, kind):
     else:
         torch.save({'state_dict': toy_state}, str(path))
         path.write_bytes(path.read_bytes()[:100000])
-    before = sha256(path)
     code, err, _ = _test_tool(data, tmp_path, capsys, path)
     assert code == 1
     line = error_line(err)
     assert f'{path} is not a checkpoint' in line, line
-    assert sha256(path) == before
 
 
 def test_checkpoint_of_another_architecture(data, tmp_path, capsys,

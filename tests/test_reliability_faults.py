@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import os.path as osp
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,15 +22,18 @@ import types
 
 import pytest
 import torch
+import torch.nn as nn
 from mmengine.fileio.backends.local_backend import LocalBackend
 from mmengine.hooks import Hook
+from mmengine.model import BaseModel
 from torch.utils.data import get_worker_info
 
 from mmseg.engine import SegRunner, safe_torch_load
-from mmseg.registry import HOOKS, TRANSFORMS
-from test_reliability import (REPO_ROOT, _keep_torch_global_state,  # noqa
-                              error_line, generate_toy, sha256, train,
-                              write_config)
+from mmseg.registry import HOOKS, MODELS, TRANSFORMS
+# the autouse fixture resets torch and mmengine state after each test
+from test_reliability import _keep_torch_global_state  # noqa: F401
+from test_reliability import (REPO_ROOT, error_line, generate_toy, sha256,
+                              train, write_config)
 
 TRAIN_SCRIPT = osp.join(REPO_ROOT, 'tools', 'train.py')
 
@@ -64,7 +68,10 @@ def test_disk_full_keeps_the_previous_checkpoint(data, tmp_path, capsys,
         return real_put(self, obj, filepath)
 
     monkeypatch.setattr(LocalBackend, 'put', put)
-    code, err, _ = train(data, tmp_path, capsys, iters=2)
+    # keeping one checkpoint: mmengine deletes the old one before saving
+    code, err, _ = train(data, tmp_path, capsys, '--cfg-options',
+                         'default_hooks.checkpoint.max_keep_ckpts=1',
+                         iters=2)
     work = tmp_path / 'work'
     first = str(work / 'iter_1.pth')
 
@@ -211,9 +218,11 @@ def logged_scalars(work_dir, newest_run_only=False):
 
 def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
         data, tmp_path):
+    # max_keep_ckpts=1: iter_2.pth must survive the failed save of iter_4
     cfg = write_config(
         tmp_path, data, workers=1, iters=4, interval=2,
-        extra='randomness = dict(seed=0, deterministic=True)\n')
+        extra='randomness = dict(seed=0, deterministic=True)\n'
+        "default_hooks['checkpoint']['max_keep_ckpts'] = 1\n")
     straight, killed = tmp_path / 'straight', tmp_path / 'killed'
     marker = tmp_path / 'saving_iter_4'
     script = tmp_path / 'killed_during_save.py'
@@ -250,6 +259,7 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     assert not [n for n in listing(killed) if n.endswith('.tmp')]
     assert (killed / 'last_checkpoint').read_text() == \
         str(killed / 'iter_4.pth')
+    assert 'iter_2.pth' not in listing(killed)  # removed once iter_4 saved
 
     expected = logged_scalars(straight)
     after_resume = logged_scalars(killed, newest_run_only=True)
@@ -260,6 +270,83 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     for step in (3, 4):
         assert {k: after_resume[step][k] for k in keys} == \
             {k: expected[step][k] for k in keys}, step
+
+
+@MODELS.register_module(force=True)
+class ReliabilityTinyModel(BaseModel):
+    """A 1x1 conv with dropout: random in training, like SenFormer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = self.drop(self.conv(inputs))
+        if mode == 'loss':
+            return dict(loss=((out - data_samples)**2).mean())
+        return out
+
+
+class _Shuffled(torch.utils.data.Dataset):
+    metainfo = dict(classes=('a', ))
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        g = torch.Generator().manual_seed(index)
+        return dict(inputs=torch.randn(3, 4, 4, generator=g),
+                    data_samples=torch.full((1, 4, 4), float(index)))
+
+
+@HOOKS.register_module(force=True)
+class ReliabilityLossRecorder(Hook):
+
+    def __init__(self):
+        self.losses = {}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.losses[runner.iter + 1] = (
+            outputs['loss'].item(), data_batch['data_samples'][:, 0, 0,
+                                                               0].tolist())
+
+
+def test_resume_without_a_fixed_seed_repeats_the_run(tmp_path):
+    """No ``randomness.seed`` (the published configs): the resumed run
+    takes the checkpoint's seed before building its sampler, and dropout
+    is seeded per iteration, so iterations 3-4 repeat exactly."""
+
+    def run(work_dir, resume_from=None):
+        recorder = ReliabilityLossRecorder()
+        runner = SegRunner(
+            model=dict(type='ReliabilityTinyModel'),
+            work_dir=str(work_dir),
+            train_dataloader=dict(
+                dataset=_Shuffled(), batch_size=2, num_workers=0,
+                sampler=dict(type='InfiniteSampler', shuffle=True),
+                collate_fn=dict(type='default_collate')),
+            train_cfg=dict(type='IterBasedTrainLoop', max_iters=4),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+            default_hooks=dict(checkpoint=dict(
+                type='CheckpointHook', by_epoch=False, interval=2)),
+            custom_hooks=[recorder],
+            randomness=dict(seed=None),
+            load_from=resume_from, resume=resume_from is not None,
+            default_scope='mmseg',
+            experiment_name=f'reliability_{work_dir.name}')
+        runner.train()
+        return runner.seed, recorder.losses
+
+    seed, straight = run(tmp_path / 'straight')
+    (tmp_path / 'resumed').mkdir()
+    shutil.copy(tmp_path / 'straight' / 'iter_2.pth', tmp_path / 'resumed')
+    resumed_seed, resumed = run(tmp_path / 'resumed',
+                                str(tmp_path / 'resumed' / 'iter_2.pth'))
+    assert resumed_seed == seed
+    assert sorted(resumed) == [3, 4]
+    assert resumed == {step: straight[step] for step in (3, 4)}
 
 
 def _fake_runner(work_dir):
