@@ -105,8 +105,12 @@ def main(argv=None):
     args = parse_args(argv)
     from mmseg.engine import SegRunner
     from mmseg.utils import register_all_modules
+    from mmseg.utils.pretrained import ensure_pretrained
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
+    # missing backbone weights fail now, in one line saying how to get
+    # them, rather than after the datasets are built
+    ensure_pretrained(cfg.model)
     runner = SegRunner.from_cfg(cfg)
     runner.train()
 
