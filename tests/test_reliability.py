@@ -341,8 +341,10 @@ def test_unknown_argument_names_the_key(data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('key, unknown', [
-    ('modle.backbone.depth', "the config has no key 'modle'"),
-    ('model.bakbone.depth', "model has no key 'bakbone'"),
+    ('modle.backbone.depth',
+     "the config has no key 'modle' (did you mean model?)"),
+    ('model.bakbone.depth',
+     "model has no key 'bakbone' (did you mean backbone?)"),
     ('model.backbone.depth.x', 'model.backbone.depth is a int'),
     ('train_dataloader.dataset.pipeline.9.type', 'is a list of 7 items'),
 ])
@@ -360,6 +362,10 @@ def test_cfg_options_new_leaf_of_existing_dict_is_accepted(data):
         write_config(osp.dirname(data), data),
         {'model.test_cfg.return_learners': True, 'custom_imports': None})
     assert cfg.model.test_cfg.return_learners is True
+    # what mmengine adds by default may be set although the config has none
+    del cfg.default_hooks['checkpoint']
+    cli.check_cfg_options(cfg, {'default_hooks.checkpoint.interval': 5,
+                                'randomness.seed': 1})
 
 
 def test_debug_prints_the_traceback(tmp_path, capsys):

@@ -20,7 +20,8 @@ import time
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
+                             run)
 
 
 def parse_args(argv=None):
@@ -100,8 +101,8 @@ def build_config(args) -> Config:
             hook.out_dir = args.show_dir
     if args.aug_test:
         if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-            raise KeyError(f'--aug-test needs tta_pipeline and tta_model in '
-                           f'{args.config}')
+            raise ConfigError(f'--aug-test needs tta_pipeline and tta_model '
+                              f'in {args.config}')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model

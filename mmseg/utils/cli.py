@@ -40,7 +40,7 @@ EXIT_FAILURE = 1
 # Top-level keys that mmengine's Runner (or our tools) read although
 # configs rarely set them, so --cfg-options may add them.
 RUNNER_KEYS = frozenset([
-    'auto_scale_lr', 'cfg', 'compile', 'custom_hooks', 'custom_imports',
+    'auto_scale_lr', 'compile', 'custom_hooks', 'custom_imports',
     'data_preprocessor', 'default_hooks', 'default_scope', 'env_cfg',
     'experiment_name', 'find_unused_parameters', 'launcher', 'load_from',
     'log_level', 'log_processor', 'model', 'model_wrapper_cfg',
@@ -49,6 +49,14 @@ RUNNER_KEYS = frozenset([
     'train_dataloader', 'tta_model', 'tta_pipeline', 'val_cfg',
     'val_dataloader', 'val_evaluator', 'visualizer', 'work_dir'
 ])
+
+# Entries that mmengine fills in when a config leaves them out, so
+# --cfg-options may set something inside them even then.
+RUNNER_DEFAULTS = {
+    'default_hooks': frozenset(['runtime_info', 'timer', 'sampler_seed',
+                                'logger', 'param_scheduler', 'checkpoint']),
+    'env_cfg': frozenset(['cudnn_benchmark', 'mp_cfg', 'dist_cfg']),
+}
 
 
 class ConfigError(ValueError):
@@ -147,7 +155,9 @@ def check_cfg_options(cfg: Config, options: Dict[str, object]) -> None:
     A key is accepted when everything but its last part exists; the last
     part may be new for a dict (a new argument, e.g.
     ``model.test_cfg.return_learners``). At the top level only existing keys
-    and those the Runner reads (:data:`RUNNER_KEYS`) are accepted.
+    and those the Runner reads (:data:`RUNNER_KEYS`) are accepted, and the
+    entries mmengine adds by default (:data:`RUNNER_DEFAULTS`, e.g.
+    ``default_hooks.checkpoint``) may be set even when the config has none.
 
     Raises:
         ConfigError: naming the unknown part and the closest existing keys.
@@ -166,14 +176,21 @@ def check_cfg_options(cfg: Config, options: Dict[str, object]) -> None:
                 pass
             if last and depth > 0 and isinstance(node, dict):
                 break  # a new entry of an existing dict
+            if depth == 1 and part in RUNNER_DEFAULTS.get(parts[0], ()):
+                break  # inside an entry that mmengine adds by default
             where = '.'.join(parts[:depth]) or 'the config'
             if isinstance(node, dict):
-                known = list(node.keys()) + (list(RUNNER_KEYS)
-                                             if depth == 0 else [])
-                hint = ', '.join(_close(part, known, 3))
+                known = set(node.keys())
+                known |= RUNNER_KEYS if depth == 0 else \
+                    RUNNER_DEFAULTS.get(parts[0], set()) if depth == 1 \
+                    else set()
+                close = difflib.get_close_matches(part, sorted(known), n=3)
+                hint = f'did you mean {", ".join(close)}?' if close else \
+                    f'it has {", ".join(sorted(map(str, node))[:8])}' + (
+                        ', ...' if len(node) > 8 else '')
                 raise ConfigError(
-                    f'--cfg-options {key}: {where} has no key {part!r}' +
-                    (f' (closest: {hint})' if hint else ''))
+                    f'--cfg-options {key}: {where} has no key {part!r} '
+                    f'({hint})')
             if isinstance(node, (list, tuple)):
                 raise ConfigError(
                     f'--cfg-options {key}: {where} is a list of '
