@@ -250,8 +250,8 @@ def _lr_history(checkpoint):
 
 
 def test_resume_continues_iterations_and_lr_schedule(trained, tmp_path):
-    config = small_config(tmp_path / 'six_iters.py', trained['data'], max_iters=6,
-                          interval=3)
+    config = small_config(tmp_path / 'six_iters.py', trained['data'],
+                          max_iters=6, interval=3)
     train(config, tmp_path / 'straight')
 
     # the same training, killed right after its iteration-3 checkpoint

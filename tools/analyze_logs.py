@@ -7,11 +7,11 @@ Each LOG is mmengine's ``vis_data/scalars.json`` (one JSON object per line,
 with ``step`` = iteration) or a work dir: then every run's
 ``<timestamp>/vis_data/scalars.json`` in it is read, in time order, so a
 resumed training shows as one curve (a run starting at iteration ``s``
-replaces what older runs logged from ``s`` on). One panel per key, one curve per LOG.
-Training values (``loss``, ``decode.loss_seg``, ``lr``, ...) are logged every
-``LoggerHook.interval`` iterations, validation metrics (``mIoU``, ``mAcc``,
-``aAcc``) at each validation. Without ``--out`` the image goes to
-``analyze_logs.png`` beside the (first) log.
+replaces what older runs logged from ``s`` on). One panel per key, one
+curve per LOG. Training values (``loss``, ``decode.loss_seg``, ``lr``, ...)
+are logged every ``LoggerHook.interval`` iterations, validation metrics
+(``mIoU``, ``mAcc``, ``aAcc``) at each validation. Without ``--out`` the
+image goes to ``analyze_logs.png`` beside the (first) log.
 """
 import argparse
 import glob

@@ -88,11 +88,11 @@ def main(argv=None):
         if part is not None:
             rows.append((f'  {name}',
                          f'{count_parameters(part) / 1e6:.2f} M'))
-    width_ = max(len(name) for name, _ in rows)
-    print('\n'.join(f'{name:<{width_}}  {value}' for name, value in rows))
+    label_width = max(len(name) for name, _ in rows)
+    print('\n'.join(f'{name:<{label_width}}  {value}'
+                    for name, value in rows))
     print('FLOPs of encode_decode (the auxiliary head does not run at '
           'inference); compare GMACs with published "FLOPs".')
-
 
 
 if __name__ == '__main__':

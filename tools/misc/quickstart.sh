@@ -80,7 +80,7 @@ print('wrote ' + osp.join(out_dir, 'quickstart_demo.png'))
 EOF
 
 step "done"
-echo "checkpoint:  $CHECKPOINT"
+echo "checkpoint:   $CHECKPOINT"
 echo "single scale: $(grep -o 'mIoU: [0-9.]*' "$WORK_DIR/test.log" | tail -1)"
 echo "aug-test:     $(grep -o 'mIoU: [0-9.]*' "$WORK_DIR/test_aug.log" | tail -1)"
 echo "pictures:     $WORK_DIR/demo/quickstart_demo.png, $WORK_DIR/test/overlays"
