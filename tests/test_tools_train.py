@@ -208,6 +208,11 @@ def test_image_demo_writes_overlays_at_image_size(trained, tmp_path):
     assert len(learners) == 4
     for path in learners:
         assert cv2.imread(path).shape == (70, 90, 3)
+    # multi-scale + flip
+    run_cli(sys.executable, 'demo/image_demo.py', tmp_path / 'in.jpg',
+            trained['config'], trained['checkpoint'], '--out-file',
+            tmp_path / 'seg_ms.png', '--aug-test')
+    assert cv2.imread(str(tmp_path / 'seg_ms.png')).shape == (70, 90, 3)
 
 
 def test_analyze_logs_plots_the_training(trained, tmp_path):
