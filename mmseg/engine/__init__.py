@@ -16,6 +16,7 @@ from .safe_load import (CheckpointError, NotACheckpointError,
                         safe_globals, safe_torch_load)
 from .seg_runner import DEFAULT_DATALOADER_TIMEOUT_S, SegRunner
 from .sync_bn import count_sync_batchnorm, revert_sync_batchnorm_if_needed
+from .watched_dataloader import WatchedDataLoader
 
 install_safe_loading()
 
@@ -23,6 +24,7 @@ __all__ = [
     'CheckpointError', 'CheckpointMismatchError',
     'DEFAULT_DATALOADER_TIMEOUT_S', 'DEFAULT_TIMEOUT_S', 'NonFiniteError',
     'NotACheckpointError', 'SaveError', 'SegRunner', 'UnsafeCheckpointError',
+    'WatchedDataLoader',
     'atomic_save', 'atomic_write', 'atomic_write_text',
     'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',
     'install_safe_loading', 'load_checkpoint', 'read_checkpoint',

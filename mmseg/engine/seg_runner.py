@@ -16,6 +16,7 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
 from mmseg.registry import MODEL_WRAPPERS, RUNNERS
 from .atomic_io import SaveError, commit, describe_os_error, temporary_name
@@ -26,6 +27,7 @@ from .hooks import (CheckFiniteLossHook, IterSeedHook, NonFiniteError,
 from .hooks.finite_loss_hook import first_non_finite_tensor
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
+from .watched_dataloader import WatchedDataLoader
 
 #: seconds a training dataloader may wait for a batch from its workers
 #: before failing (a hung worker must not stall the run forever); set
@@ -72,8 +74,9 @@ class SegRunner(Runner):
       repeat the uninterrupted one;
     * ``resume=True`` without a file picks the newest complete checkpoint
       of the work dir, even when ``last_checkpoint`` is missing or stale;
-    * dataloaders with workers get a ``timeout`` (default
-      :data:`DEFAULT_DATALOADER_TIMEOUT_S`); a dead worker already raises.
+    * dataloaders with workers get a ``timeout`` for hung workers (default
+      :data:`DEFAULT_DATALOADER_TIMEOUT_S`) and still fail within seconds
+      when a worker dies (:class:`~mmseg.engine.WatchedDataLoader`).
     """
 
     def setup_env(self, env_cfg: Dict) -> None:
@@ -119,14 +122,21 @@ class SegRunner(Runner):
 
     @staticmethod
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        """mmengine's ``build_dataloader``, giving worker-based dataloaders
-        a ``timeout`` (:data:`DEFAULT_DATALOADER_TIMEOUT_S`) unless set."""
+        """mmengine's ``build_dataloader``; a loader with workers gets a
+        ``timeout`` (:data:`DEFAULT_DATALOADER_TIMEOUT_S` unless set) for
+        hung workers and becomes a :class:`WatchedDataLoader`, which still
+        notices a dead worker within seconds."""
         if isinstance(dataloader, dict) and \
                 dataloader.get('num_workers', 0) > 0 and \
                 'timeout' not in dataloader:
             dataloader = copy.copy(dataloader)
             dataloader['timeout'] = DEFAULT_DATALOADER_TIMEOUT_S
-        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+        loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+        if type(loader) is DataLoader and loader.num_workers > 0:
+            # mmengine always builds a plain DataLoader; only the iterator
+            # of the subclass differs
+            loader.__class__ = WatchedDataLoader
+        return loader
 
     # ------------------------------------------------------------------
     # saving
