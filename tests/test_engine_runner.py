@@ -228,6 +228,8 @@ def test_init_cpu_dist_reads_launcher_env(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.distributed, 'init_process_group',
                         lambda **kwargs: calls.append(kwargs))
+    # init_cpu_dist exports RANK etc.; keep them out of the other tests
+    monkeypatch.setattr(os, 'environ', os.environ.copy())
     for name in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR',
                  'MASTER_PORT'):
         monkeypatch.delenv(name, raising=False)
