@@ -139,12 +139,15 @@ def inference_model(
     images = list(img) if isinstance(img, (list, tuple)) else [img]
     if not images:
         raise ValueError('inference_model got an empty list of images')
-    from_array = isinstance(images[0], np.ndarray)
-    pipeline = _test_pipeline(model.cfg, aug_test, from_array)
     init_default_scope(model.cfg.get('default_scope', 'mmseg'))
+    pipelines = {}  # by whether the image is an array or a path
 
     results = []
     for image in images:
+        from_array = isinstance(image, np.ndarray)
+        if from_array not in pipelines:
+            pipelines[from_array] = _test_pipeline(model.cfg, aug_test,
+                                                   from_array)
         if from_array:
             data = dict(img=image)
         else:
@@ -152,7 +155,7 @@ def inference_model(
             if not Path(path).is_file():
                 raise FileNotFoundError(f'image not found: {path}')
             data = dict(img_path=path)
-        batch = pseudo_collate([pipeline(data)])
+        batch = pseudo_collate([pipelines[from_array](data)])
         with torch.no_grad():
             if aug_test:
                 results.extend(_tta_predict(model, batch))
