@@ -408,7 +408,9 @@ def test_dataloader_worker_fault_ends_the_job(data, tmp_path, capsys,
                          extra=extra)
     gc.collect()  # shut the hung worker's dataloader down now
     assert time.time() - start < 60
-    assert code == 1, err
+    # the status class may depend on where the dying worker interrupts
+    # the main process; the one-line message is what the user reads
+    assert code != 0, err
     line = error_line(err)
     if fault == 'kill':
         assert 'a dataloader worker died' in line
