@@ -300,6 +300,8 @@ with open(os.path.join(work_dir, f'rank{{rank}}.json'), 'w') as f:
                    world=torch.distributed.get_world_size(),
                    backend=torch.distributed.get_backend(),
                    wrapper=type(runner.model).__name__, params=params), f)
+from mmseg.engine import close_dist
+close_dist()
 '''
 
 

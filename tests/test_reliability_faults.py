@@ -398,9 +398,10 @@ class ReliabilityTestWorkerFault:
 @pytest.mark.parametrize('fault', ['kill', 'hang'])
 def test_dataloader_worker_fault_ends_the_job(data, tmp_path, capsys,
                                               fault):
-    extra = ('train_dataloader = dict(dataset=dict(pipeline=[dict('
+    # prepend to the config's own pipeline (keeping its data_root)
+    extra = ("train_dataloader['dataset']['pipeline'] = [dict("
              f'type="ReliabilityTestWorkerFault", fault="{fault}")] + '
-             'train_pipeline))\n')
+             'train_pipeline\n')
     options = ['--cfg-options', 'train_dataloader.timeout=2'] \
         if fault == 'hang' else []
     start = time.time()

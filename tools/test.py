@@ -115,7 +115,8 @@ def main(argv=None):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     from mmengine.model import is_model_wrapper
 
-    from mmseg.engine import SegRunner, atomic_write_text, load_checkpoint
+    from mmseg.engine import (SegRunner, atomic_write_text, close_dist,
+                              load_checkpoint)
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
@@ -142,6 +143,7 @@ def main(argv=None):
                     metrics=metrics),
                 indent=2))
         runner.logger.info(f'metrics written to {path}')
+    close_dist()
     return metrics
 
 

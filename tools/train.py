@@ -103,7 +103,7 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.engine import SegRunner
+    from mmseg.engine import SegRunner, close_dist
     from mmseg.utils import register_all_modules
     from mmseg.utils.pretrained import ensure_pretrained
     register_all_modules(init_default_scope=False)
@@ -113,6 +113,7 @@ def main(argv=None):
     ensure_pretrained(cfg.model)
     runner = SegRunner.from_cfg(cfg)
     runner.train()
+    close_dist()
 
 
 if __name__ == '__main__':

@@ -8,7 +8,7 @@ from .atomic_io import SaveError, atomic_write, atomic_write_text
 from .checkpoint import (CheckpointMismatchError, atomic_save,
                          get_state_dict, load_checkpoint, read_checkpoint,
                          summarise_keys)
-from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
+from .dist import DEFAULT_TIMEOUT_S, close_dist, init_cpu_dist
 from . import hooks  # noqa: F401  (registers the hooks)
 from .hooks import NonFiniteError
 from .safe_load import (CheckpointError, NotACheckpointError,
@@ -21,7 +21,7 @@ from .watched_dataloader import WatchedDataLoader
 install_safe_loading()
 
 __all__ = [
-    'CheckpointError', 'CheckpointMismatchError',
+    'CheckpointError', 'close_dist', 'CheckpointMismatchError',
     'DEFAULT_DATALOADER_TIMEOUT_S', 'DEFAULT_TIMEOUT_S', 'NonFiniteError',
     'NotACheckpointError', 'SaveError', 'SegRunner', 'UnsafeCheckpointError',
     'WatchedDataLoader',

@@ -81,3 +81,16 @@ def init_cpu_dist(launcher: str,
         rank=int(env['RANK']),
         world_size=int(env['WORLD_SIZE']),
         timeout=datetime.timedelta(seconds=timeout))
+
+
+def close_dist() -> None:
+    """End a distributed run: wait for every rank, then tear the process
+    group down.
+
+    Left to the interpreter's exit, gloo's threads can abort the process
+    ("terminate called without an active exception") and fail a run that
+    has finished.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
