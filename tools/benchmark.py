@@ -20,6 +20,7 @@ import sys
 import time
 
 import torch
+from mmengine.config import DictAction
 
 from mmseg.utils.cli import add_debug_argument, load_config, run
 
@@ -48,7 +49,7 @@ def parse_args(argv=None):
                         help='CPU threads (default: torch\'s default)')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
-        '--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
+        '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='config overrides, as in tools/train.py')
     add_debug_argument(parser)
     return parser.parse_args(argv)
@@ -89,15 +90,8 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def build(args, device):
-    from mmengine.config import DictAction
     from mmseg.apis import init_model
-    options = None
-    if args.cfg_options:
-        action = DictAction(option_strings=[], dest='opts')
-        namespace = argparse.Namespace()
-        action(None, namespace, args.cfg_options)
-        options = namespace.opts
-    cfg = load_config(args.config, options)
+    cfg = load_config(args.config, args.cfg_options)
     model = init_model(cfg, args.checkpoint, device=str(device))
     crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     return model, tuple(args.shape or crop or (512, 512))

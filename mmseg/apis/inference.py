@@ -7,7 +7,6 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
-from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 
 from mmseg.registry import DATASETS, MODELS
