@@ -1,10 +1,16 @@
 """Losses: the upsampling-fused forms equal the plain computation."""
+import importlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmseg.models.losses import (CrossEntropyLoss, accuracy,
                                  upsampled_ensemble_nll, upsampled_nll)
+
+# the package re-exports the function under the module's name
+upsampled_nll_module = importlib.import_module(
+    'mmseg.models.losses.upsampled_nll')
 
 
 def _label(shape=(2, 30, 35), num_classes=5):
@@ -14,13 +20,26 @@ def _label(shape=(2, 30, 35), num_classes=5):
     return label
 
 
+@pytest.fixture(params=[None, 2], ids=['one-slab', 'slabs-of-2-classes'])
+def classes_per_slab(request, monkeypatch):
+    """Default slabs, or slabs of 2 of the 5 classes (3 uneven groups), so
+    the merging of log-sum-exp, sums and arg-max across groups is tested."""
+    if request.param is not None:
+        pixels = _label().shape[1] * _label().shape[2]
+        monkeypatch.setattr(upsampled_nll_module, 'SLAB_ELEMENTS',
+                            request.param * pixels)
+        assert len(list(upsampled_nll_module._class_groups(5, pixels))) == 3
+    return request.param
+
+
 def _up(x, size, align_corners):
     return F.interpolate(
         x, size=size, mode='bilinear', align_corners=align_corners)
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
-def test_upsampled_nll_equals_cross_entropy_of_upsampled(align_corners):
+def test_upsampled_nll_equals_cross_entropy_of_upsampled(
+        align_corners, classes_per_slab):
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7, 9, dtype=torch.float64, requires_grad=True)
     label = _label()
@@ -38,7 +57,8 @@ def test_upsampled_nll_equals_cross_entropy_of_upsampled(align_corners):
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
-def test_upsampled_ensemble_nll_equals_published_form(align_corners):
+def test_upsampled_ensemble_nll_equals_published_form(
+        align_corners, classes_per_slab):
     torch.manual_seed(0)
     ensemble = sum(
         torch.randn(2, 5, 7, 9, dtype=torch.float64).mul(4).softmax(1)
