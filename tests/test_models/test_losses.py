@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from mmseg.models.losses import (CrossEntropyLoss, accuracy,
-                                 upsampled_ensemble_nll, upsampled_nll)
+                                 upsampled_argmax, upsampled_ensemble_nll,
+                                 upsampled_nll)
 
 # the package re-exports the function under the module's name
 upsampled_nll_module = importlib.import_module(
@@ -105,6 +106,17 @@ def test_cross_entropy_loss_module(avg_non_ignore, class_weight):
     small = logits[:, :, ::5, ::5].contiguous()
     up = _up(small, label.shape[1:], False)
     torch.testing.assert_close(loss(small, label), loss(up, label))
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_upsampled_argmax_equals_argmax_of_upsampled(align_corners,
+                                                     classes_per_slab):
+    torch.manual_seed(0)
+    scores = torch.randn(2, 5, 7, 9)
+    label = _label()
+    expected = _up(scores, label.shape[1:], align_corners).argmax(dim=1)
+    assert torch.equal(
+        upsampled_argmax(scores, label.shape[1:], align_corners), expected)
 
 
 def test_accuracy_upsamples_smaller_scores():

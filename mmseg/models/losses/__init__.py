@@ -1,8 +1,9 @@
 from .accuracy import accuracy, pixel_accuracy
 from .cross_entropy_loss import CrossEntropyLoss, cross_entropy
-from .upsampled_nll import upsampled_ensemble_nll, upsampled_nll
+from .upsampled_nll import (upsampled_argmax, upsampled_ensemble_nll,
+                            upsampled_nll)
 
 __all__ = [
-    'accuracy', 'pixel_accuracy', 'CrossEntropyLoss', 'cross_entropy', 'upsampled_ensemble_nll',
-    'upsampled_nll'
+    'accuracy', 'pixel_accuracy', 'CrossEntropyLoss', 'cross_entropy',
+    'upsampled_argmax', 'upsampled_ensemble_nll', 'upsampled_nll'
 ]

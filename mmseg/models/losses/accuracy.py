@@ -1,6 +1,7 @@
 """Pixel accuracy, logged next to the losses."""
 import torch
-import torch.nn.functional as F
+
+from .upsampled_nll import upsampled_argmax
 
 
 def pixel_accuracy(prediction: torch.Tensor,
@@ -20,10 +21,8 @@ def accuracy(scores: torch.Tensor,
              align_corners: bool = False) -> torch.Tensor:
     """Pixel accuracy of the arg-max of ``B x K x h x w`` scores, upsampled
     bilinearly to the ``B x H x W`` labels when smaller."""
-    if scores.shape[2:] != label.shape[1:]:
-        scores = F.interpolate(
-            scores,
-            size=label.shape[1:],
-            mode='bilinear',
-            align_corners=align_corners)
-    return pixel_accuracy(scores.argmax(dim=1), label, ignore_index)
+    if scores.shape[2:] == label.shape[1:]:
+        prediction = scores.argmax(dim=1)
+    else:
+        prediction = upsampled_argmax(scores, label.shape[1:], align_corners)
+    return pixel_accuracy(prediction, label, ignore_index)

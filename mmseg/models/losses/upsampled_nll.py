@@ -67,6 +67,16 @@ def _pick(slab: torch.Tensor, local: torch.Tensor,
     return slab.gather(0, local)[0].where(inside, 0)
 
 
+def _merge_argmax(slab: torch.Tensor, group: slice, best: torch.Tensor,
+                  argmax: torch.Tensor) -> None:
+    """Update the running ``H x W`` maximum and arg-max (in place) with a
+    slab of classes; a tie keeps the earlier class, as ``argmax`` does."""
+    group_best, group_argmax = slab.max(dim=0)
+    better = group_best > best
+    best.copy_(group_best.where(better, best))
+    argmax.copy_((group_argmax + group.start).where(better, argmax))
+
+
 class _UpsampledLogitsNLL(torch.autograd.Function):
     """``-log softmax(up(logits))[label]`` per pixel, 0 where ignored."""
 
@@ -119,12 +129,7 @@ class _UpsampledEnsembleNLL(torch.autograd.Function):
         for i in range(len(ensemble)):
             for group, slab, local, inside in _slabs(ensemble[i], target[i],
                                                      align_corners):
-                group_best, group_argmax = slab.max(dim=0)
-                # strictly greater: a tie keeps the earlier class, as argmax
-                better = group_best > best[i]
-                best[i] = group_best.where(better, best[i])
-                prediction[i] = (group_argmax + group.start).where(
-                    better, prediction[i])
+                _merge_argmax(slab, group, best[i], prediction[i])
                 clamped = slab.clamp_(min=_MIN_PROBABILITY)
                 total[i] += clamped.sum(dim=0)
                 target_prob[i] += _pick(clamped, local, inside)
@@ -156,6 +161,20 @@ class _UpsampledEnsembleNLL(torch.autograd.Function):
                     grad_up[None], (1, len(grad_up)) + ensemble.shape[2:],
                     ctx.align_corners)[0]
         return grad_ensemble, None, None, None
+
+
+@torch.no_grad()
+def upsampled_argmax(scores: torch.Tensor, size,
+                     align_corners: bool = False) -> torch.Tensor:
+    """Arg-max class of ``B x K x h x w`` scores upsampled to ``size``,
+    ``B x H x W``, without the ``B x K x H x W`` map."""
+    argmax = scores.new_zeros((len(scores), ) + tuple(size), dtype=torch.long)
+    best = torch.full_like(argmax, -torch.inf, dtype=scores.dtype)
+    target = argmax[0]  # only its shape is used
+    for i in range(len(scores)):
+        for group, slab, _, _ in _slabs(scores[i], target, align_corners):
+            _merge_argmax(slab, group, best[i], argmax[i])
+    return argmax
 
 
 def upsampled_nll(logits: torch.Tensor,
