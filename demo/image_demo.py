@@ -57,6 +57,7 @@ def main(argv=None):
 
     from mmseg.apis import inference_model, init_model
     from mmseg.structures import SegDataSample
+    from mmseg.utils import keep_freed_memory
     from mmseg.visualization import SegLocalVisualizer
 
     cfg_options = dict(args.cfg_options or {})
@@ -64,6 +65,8 @@ def main(argv=None):
         cfg_options['model.test_cfg.return_learners'] = True
     model = init_model(
         load_config(args.config, cfg_options), args.checkpoint, args.device)
+    if args.device == 'cpu':
+        keep_freed_memory()
     result = inference_model(model, args.img, aug_test=args.aug_test)
 
     out_file = args.out_file or osp.splitext(args.img)[0] + '_seg.png'

@@ -46,6 +46,7 @@ def main(argv=None):
     import cv2
 
     from mmseg.apis import inference_model, init_model
+    from mmseg.utils import keep_freed_memory
     from mmseg.visualization import SegLocalVisualizer
 
     source = int(args.video) if args.video.isdigit() else args.video
@@ -55,6 +56,8 @@ def main(argv=None):
     model = init_model(
         load_config(args.config, args.cfg_options), args.checkpoint,
         args.device)
+    if args.device == 'cpu':
+        keep_freed_memory()
     visualizer = SegLocalVisualizer(
         name='video-demo',
         alpha=args.opacity,

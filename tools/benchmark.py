@@ -10,7 +10,9 @@ gradients; ``train`` times one forward + backward of the training losses
 (no optimizer step). The matrix-multiply rate is measured in the same run
 (a 2048 x 2048 float32 matmul, or the AMP dtype with ``--amp``). Peak memory
 is the process's peak resident memory on CPU and the peak allocated CUDA
-memory on GPU.
+memory on GPU. On CPU, inference keeps freed memory in the heap as
+``tools/test.py`` and the demos do (``mmseg.utils.keep_freed_memory``; set
+``MMSEG_DEFAULT_MALLOC=1`` to measure glibc's default instead).
 """
 import argparse
 import json
@@ -117,6 +119,7 @@ def make_batch(model, shape, batch, device):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmseg.utils import keep_freed_memory
     from mmseg.utils.flops import count_flops
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,6 +139,9 @@ def main(argv=None):
 
     if args.mode == 'inference':
         model.eval()
+        if device.type == 'cpu':
+            # as tools/test.py and the demos do on CPU
+            keep_freed_memory()
 
         def step():
             with torch.no_grad(), autocast():

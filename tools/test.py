@@ -117,7 +117,7 @@ def main(argv=None):
 
     from mmseg.engine import (SegRunner, atomic_write_text, close_dist,
                               load_checkpoint)
-    from mmseg.utils import register_all_modules
+    from mmseg.utils import keep_freed_memory, register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
     runner = SegRunner.from_cfg(cfg)
@@ -127,6 +127,8 @@ def main(argv=None):
     if args.aug_test:
         model = model.module  # the segmentor inside the TTA wrapper
     load_checkpoint(model, args.checkpoint, map_location='cpu')
+    if next(model.parameters()).device.type == 'cpu':
+        keep_freed_memory()
     metrics = runner.test()
 
     if runner.rank == 0:
