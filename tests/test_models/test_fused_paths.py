@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mmseg.models.decode_heads import SenFormer, SenFormerNWS
-from mmseg.models.utils import SwinFFN
+from mmseg.models.utils import SwinFFN, attention
 from mmseg.models.utils.gelu_linear import gelu_linear
 
 
@@ -87,3 +87,30 @@ def test_learners_equal_explicit_attention(head_cls):
         for a, b in zip(torch.autograd.grad(fast, params, grad),
                         torch.autograd.grad(naive, params, grad)):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('key_block', [4, 2048])
+def test_key_block_attention_equals_sdpa(monkeypatch, key_block):
+    """Online softmax over key blocks, including a last partial block."""
+    monkeypatch.setattr(attention, 'KEY_BLOCK', key_block)
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    k, v = torch.randn(2, 2, 3, 18, 8, dtype=torch.float64).mul(3).unbind(0)
+    torch.testing.assert_close(
+        attention.key_block_attention(q, k, v),
+        F.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
+def test_learner_inference_path_equals_training_path(monkeypatch, head_cls):
+    """Without autograd on CPU the learners attend over key blocks."""
+    monkeypatch.setattr(attention, 'KEY_BLOCK', 16)
+    torch.manual_seed(0)
+    head = head_cls(
+        num_heads=2, branch_depth=2, in_channels=[8] * 4,
+        in_index=[0, 1, 2, 3], feature_strides=[4, 8, 16, 32], channels=4,
+        num_classes=3).double()
+    feats = [torch.randn(1, 8, 9, 7, dtype=torch.float64) for _ in range(4)]
+    with torch.no_grad():
+        blocked = head(feats)[1]
+    torch.testing.assert_close(head(feats)[1], blocked)

@@ -14,6 +14,7 @@ from mmseg.registry import MODELS
 from ..utils.ckpt_convert import is_official_swin, swin_official_to_mmseg
 from ..utils.embed import PatchEmbed, PatchMerging
 from ..utils.swin_block import SwinBlockSequence
+from ..utils.token_layout import tokens_to_map
 
 
 @MODELS.register_module()
@@ -201,7 +202,8 @@ class SwinTransformer(BaseModule):
             logger='current')
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
-        """``B x 3 x H x W`` -> maps ``B x C_i x H/s_i x W/s_i``."""
+        """``B x 3 x H x W`` -> maps ``B x C_i x H/s_i x W/s_i``, views of
+        the stages' tokens (channels-last in memory)."""
         x, hw_shape = self.patch_embed(x)
         if self.absolute_pos_embed is not None:
             x = x + _resize_pos_embed(self.absolute_pos_embed, hw_shape)
@@ -211,9 +213,7 @@ class SwinTransformer(BaseModule):
             out, out_hw, x, hw_shape = stage(x, hw_shape)
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(out)
-                outs.append(
-                    out.view(-1, *out_hw, out.shape[-1]).permute(0, 3, 1,
-                                                                 2).contiguous())
+                outs.append(tokens_to_map(out, out_hw))
         return outs
 
 

@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
 from ..utils.swin_block import SwinBlockSequence
+from ..utils.token_layout import map_to_tokens, tokens_to_map
 
 
 class TokenSwinLayer(nn.Module):
@@ -19,10 +20,9 @@ class TokenSwinLayer(nn.Module):
         self.swin_blocks = SwinBlockSequence(**block_kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, C, H, W = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
-        tokens = self.swin_blocks(tokens, (H, W))[0]
-        return tokens.transpose(1, 2).reshape(B, C, H, W)
+        hw_shape = x.shape[2:]
+        tokens = self.swin_blocks(map_to_tokens(x), hw_shape)[0]
+        return tokens_to_map(tokens, hw_shape)
 
 
 @MODELS.register_module()
@@ -32,6 +32,10 @@ class FPNT(BaseModule):
     Each backbone map gets a 1x1 lateral projection; from the coarsest level
     down, each map is upsampled (nearest) and added to the next finer one;
     every summed map then goes through ``depth_swin`` Swin blocks.
+
+    The maps stay channels-last in memory from the lateral projections to
+    the outputs: the Swin blocks and the SenFormer learners read them as
+    tokens, which are then views instead of transposed copies.
 
     Args:
         in_channels: channels of the backbone maps, finest first.
@@ -66,6 +70,8 @@ class FPNT(BaseModule):
             raise ValueError(f'FPNT makes one output per input level: '
                              f'num_outs={num_outs} but {len(in_channels)} '
                              f'in_channels were given')
+        # ConvModule keeps the published keys (lateral_convs.i.conv.*);
+        # forward applies its weights through _lateral
         self.lateral_convs = nn.ModuleList(
             ConvModule(c, out_channels, 1, act_cfg=None)
             for c in in_channels)
@@ -81,10 +87,24 @@ class FPNT(BaseModule):
                 drop_rate=drop_rate,
                 attn_drop_rate=attn_drop_rate) for _ in in_channels)
 
+    @staticmethod
+    def _lateral(lateral: ConvModule, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 lateral projection as one batched matrix product over the
+        tokens of ``x``, which writes the channels-last output directly."""
+        conv = lateral.conv
+        tokens = torch.baddbmm(conv.bias, map_to_tokens(x),
+                               conv.weight.flatten(1).t().expand(
+                                   len(x), -1, -1))
+        return tokens_to_map(tokens, x.shape[2:])
+
     def forward(self, inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
-        """Maps ``B x C_i x H_i x W_i`` -> maps ``B x out x H_i x W_i``."""
+        """Maps ``B x C_i x H_i x W_i`` -> maps ``B x out x H_i x W_i``
+        (channels-last in memory)."""
         assert len(inputs) == len(self.lateral_convs)
-        laterals = [conv(x) for conv, x in zip(self.lateral_convs, inputs)]
+        laterals = [
+            self._lateral(conv, x)
+            for conv, x in zip(self.lateral_convs, inputs)
+        ]
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(
                 laterals[i], size=laterals[i - 1].shape[2:], mode='nearest')

@@ -13,6 +13,48 @@ from .gelu_linear import gelu_linear
 
 KeysValues = Tuple[torch.Tensor, torch.Tensor]
 
+# keys per block of key_block_attention: the fastest of 512 to 8192 for 150
+# queries over 16384 keys on CPU
+KEY_BLOCK = 2048
+
+
+def key_block_attention(q: torch.Tensor, k: torch.Tensor,
+                        v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` over blocks of keys (online softmax).
+
+    For a few queries over many keys, as the learners' cross-attention at
+    stride 4 (150 x 16384). PyTorch's fused CPU kernel tiles fewer than 192
+    queries in blocks of 32, so its matrix products stay small; here all the
+    queries meet a block of keys in one product: 1.35x faster at that size.
+    Used without autograd (the fused kernel has a fused backward).
+
+    Args:
+        q: ``B x heads x Nq x d``.
+        k, v: ``B x heads x Nk x d``.
+
+    Returns:
+        Tensor: ``B x heads x Nq x d``.
+    """
+    q = q * q.shape[-1]**-0.5
+    out = row_max = normaliser = None
+    for start in range(0, k.shape[2], KEY_BLOCK):
+        keys = slice(start, start + KEY_BLOCK)
+        scores = torch.matmul(q, k[:, :, keys].transpose(-1, -2))
+        block_max = scores.amax(dim=-1, keepdim=True)
+        if out is None:
+            row_max = block_max
+            weights = scores.sub_(row_max).exp_()
+            normaliser = weights.sum(dim=-1, keepdim=True)
+            out = torch.matmul(weights, v[:, :, keys])
+            continue
+        new_max = torch.maximum(row_max, block_max)
+        rescale = (row_max - new_max).exp_()
+        row_max = new_max
+        weights = scores.sub_(row_max).exp_()
+        normaliser.mul_(rescale).add_(weights.sum(dim=-1, keepdim=True))
+        out.mul_(rescale).add_(torch.matmul(weights, v[:, :, keys]))
+    return out.div_(normaliser)
+
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection.
@@ -75,7 +117,10 @@ class CrossAttention(nn.Module):
         B, K, C = queries.shape
         q = self.to_q(queries).view(B, K, self.num_heads,
                                     C // self.num_heads).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, *keys_values)
+        if queries.device.type == 'cpu' and not torch.is_grad_enabled():
+            out = key_block_attention(q, *keys_values)
+        else:
+            out = F.scaled_dot_product_attention(q, *keys_values)
         return self.proj(out.transpose(1, 2).reshape(B, K, C))
 
 

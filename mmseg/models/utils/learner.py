@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
 from .attention import CrossAttention, KeysValues, Mlp, SelfAttention
+from .token_layout import map_to_tokens
 
 
 class LearnerBlock(nn.Module):
@@ -65,7 +66,7 @@ class TransformerLearner(nn.Module):
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         """``B x C x H x W`` map -> ``B x K x H x W`` class logits."""
         B, C, H, W = feature.shape
-        tokens = self.norm_features(feature.flatten(2).transpose(1, 2))
+        tokens = self.norm_features(map_to_tokens(feature))
         q = self.queries.expand(B, -1, -1)
         for block in self.layers:
             # a shared block sees the same tokens every step: project once
