@@ -110,6 +110,8 @@ def test_learner_inference_path_equals_training_path(monkeypatch, head_cls):
         num_heads=2, branch_depth=2, in_channels=[8] * 4,
         in_index=[0, 1, 2, 3], feature_strides=[4, 8, 16, 32], channels=4,
         num_classes=3).double()
+    for learner in head.learners:
+        torch.nn.init.normal_(learner.queries)
     feats = [torch.randn(1, 8, 9, 7, dtype=torch.float64) for _ in range(4)]
     with torch.no_grad():
         blocked = head(feats)[1]
