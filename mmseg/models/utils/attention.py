@@ -97,12 +97,19 @@ class CrossAttention(nn.Module):
 
     def keys_values(self, tokens: torch.Tensor) -> KeysValues:
         """Project ``B x HW x C`` tokens to per-head keys and values, each
-        ``B x heads x HW x d``; reusable while the tokens and weights are."""
+        ``B x heads x HW x d``; reusable while the tokens and weights are.
+
+        Keys and values are two products with the halves of ``kv``: the
+        attention's gradients for them then come back as views of
+        ``B x HW x C`` tensors, where one fused product would need them
+        copied into its ``B x HW x 2C`` layout.
+        """
         B, L, C = tokens.shape
-        kv = self.kv(tokens).view(B, L, 2, self.num_heads,
-                                  C // self.num_heads)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        return k, v
+        return tuple(
+            F.linear(tokens, weight, bias).view(
+                B, L, self.num_heads, C // self.num_heads).transpose(1, 2)
+            for weight, bias in zip(
+                self.kv.weight.chunk(2), self.kv.bias.chunk(2)))
 
     def forward(self, queries: torch.Tensor,
                 keys_values: KeysValues) -> torch.Tensor:

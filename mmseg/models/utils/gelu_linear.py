@@ -29,11 +29,14 @@ class _GeluLinear(torch.autograd.Function):
         grad_flat = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = grad_flat.t().mm(
             activation.reshape(-1, activation.shape[-1])).to(weight.dtype)
+        # tokens x 4C each: free the activation before the next one exists,
+        # and turn the activation's gradient into the hidden one in place
+        del activation
         grad_bias = grad_flat.sum(0).to(weight.dtype) \
             if ctx.has_bias else None
-        grad_activation = grad_out.matmul(weight.to(dtype))
-        grad_hidden = torch.ops.aten.gelu_backward(
-            grad_activation.to(hidden.dtype), hidden)
+        grad_hidden = grad_out.matmul(weight.to(dtype)).to(hidden.dtype)
+        torch.ops.aten.gelu_backward.grad_input(
+            grad_hidden, hidden, grad_input=grad_hidden)
         return grad_hidden, grad_weight, grad_bias
 
 

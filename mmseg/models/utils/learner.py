@@ -1,5 +1,7 @@
 """The transformer learner of SenFormer: class queries decoded from one
 pyramid level into a segmentation map."""
+import contextlib
+
 import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
@@ -36,6 +38,70 @@ class LearnerBlock(nn.Module):
         return q + self.mlp(self.norm3(q))
 
 
+class KeysValuesRecompute:
+    """Saved-tensor hooks that keep, instead of a block's keys and values,
+    the tokens they are projected from, and project them again in backward.
+
+    The attention kernels save their keys and values for backward: at
+    stride 4 that is ``B x HW x 2C`` per block (134 MB per block at 512 x 512,
+    batch 2), the largest part of the head's training memory. The tokens are
+    saved anyway (by the projection itself), so only one projection is redone
+    per block in backward and its result is freed once the block's backward
+    has used it.
+
+    Args:
+        cross_attn: the block's cross-attention, whose ``keys_values``
+            projected ``tokens``.
+        tokens: ``B x HW x C``.
+        keys_values: the keys and values being replaced.
+    """
+
+    def __init__(self, cross_attn: CrossAttention, tokens: torch.Tensor,
+                 keys_values: KeysValues):
+        self.tokens = tokens
+        self.dtype = keys_values[0].dtype  # autocast may have lowered it
+        # storage -> the half of the kv projection that made it
+        self.halves = {
+            t.untyped_storage().data_ptr(): half
+            for t, half in zip(keys_values,
+                               zip(cross_attn.kv.weight.chunk(2),
+                                   cross_attn.kv.bias.chunk(2)))
+        }
+        self.saved = {storage: 0 for storage in self.halves}
+        self.pending = dict(self.saved)
+        self.projections = {}
+
+    def pack(self, tensor: torch.Tensor):
+        storage = tensor.untyped_storage().data_ptr()
+        if storage not in self.halves:
+            return tensor
+        self.saved[storage] += 1
+        self.pending[storage] += 1
+        return storage, tensor.size(), tensor.stride(), \
+            tensor.storage_offset()
+
+    def unpack(self, packed):
+        if isinstance(packed, torch.Tensor):
+            return packed
+        storage, *view_args = packed
+        if storage not in self.projections:
+            with torch.no_grad():
+                weight, bias = self.halves[storage]
+                self.projections[storage] = torch.nn.functional.linear(
+                    self.tokens.to(self.dtype), weight.to(self.dtype),
+                    bias.to(self.dtype))
+        view = self.projections[storage].as_strided(*view_args)
+        self.pending[storage] -= 1
+        if self.pending[storage] == 0:  # its last saved view is in use
+            del self.projections[storage]
+            self.pending[storage] = self.saved[storage]
+        return view
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(
+            self.pack, self.unpack)
+
+
 class TransformerLearner(nn.Module):
     """One SenFormer learner: K class queries decoded against a feature map;
     the logits are the dot products of pixel embeddings and class embeddings.
@@ -47,11 +113,20 @@ class TransformerLearner(nn.Module):
         depth: decoder steps.
         share_block_weights: apply one block ``depth`` times ("repeated"
             weight sharing) instead of ``depth`` distinct blocks.
+        recompute_keys_values: in training, project the cross-attention
+            keys and values again in backward instead of keeping them (see
+            :class:`KeysValuesRecompute`); the results are the same.
     """
 
-    def __init__(self, dims: int, num_classes: int, num_heads: int,
-                 depth: int, share_block_weights: bool):
+    def __init__(self,
+                 dims: int,
+                 num_classes: int,
+                 num_heads: int,
+                 depth: int,
+                 share_block_weights: bool,
+                 recompute_keys_values: bool = False):
         super().__init__()
+        self.recompute_keys_values = recompute_keys_values
         self.queries = nn.Parameter(torch.zeros(1, num_classes, dims))
         self.norm_features = nn.LayerNorm(dims)
         num_blocks = 1 if share_block_weights else depth
@@ -63,6 +138,13 @@ class TransformerLearner(nn.Module):
     def init_weights(self) -> None:
         trunc_normal_(self.queries, std=0.02)
 
+    def _keys_values_saving(self, block: LearnerBlock, tokens: torch.Tensor,
+                            keys_values: KeysValues):
+        if self.recompute_keys_values and torch.is_grad_enabled():
+            return KeysValuesRecompute(block.cross_attn, tokens,
+                                       keys_values).hooks()
+        return contextlib.nullcontext()
+
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         """``B x C x H x W`` map -> ``B x K x H x W`` class logits."""
         B, C, H, W = feature.shape
@@ -71,8 +153,9 @@ class TransformerLearner(nn.Module):
         for block in self.layers:
             # a shared block sees the same tokens every step: project once
             keys_values = block.cross_attn.keys_values(tokens)
-            for _ in range(self.repeats):
-                q = block(q, keys_values)
+            with self._keys_values_saving(block, tokens, keys_values):
+                for _ in range(self.repeats):
+                    q = block(q, keys_values)
         class_embs = self.norm_embs(q)  # B x K x C
         logits = torch.bmm(class_embs, tokens.transpose(1, 2))  # B x K x HW
         return logits.view(B, -1, H, W)
