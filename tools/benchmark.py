@@ -7,7 +7,9 @@ the machine's matrix-multiply rate, images/s and peak memory.
 
 ``inference`` times ``encode_decode`` (logits at input size) without
 gradients; ``train`` times one forward + backward of the training losses
-(no optimizer step). The matrix-multiply rate is measured in the same run
+(no optimizer step); its FLOPs are the model's forward and backward, not
+counting the projections that ``recompute_levels`` redoes in backward. The
+matrix-multiply rate is measured in the same run
 (a 2048 x 2048 float32 matmul, or the AMP dtype with ``--amp``). Peak memory
 is the process's peak resident memory on CPU and the peak allocated CUDA
 memory on GPU. On CPU, inference keeps freed memory in the heap as
@@ -168,7 +170,17 @@ def main(argv=None):
         flops, _ = count_flops(lambda: model.encode_decode(inputs, metas))
         model.zero_grad(set_to_none=True)
     else:
+        # the model's FLOPs: work redone in backward to save memory (the
+        # learners' recomputed keys and values) is not credited
+        recomputing = [
+            m for m in model.modules()
+            if getattr(m, 'recompute_keys_values', False)
+        ]
+        for learner in recomputing:
+            learner.recompute_keys_values = False
         flops, _ = count_flops(step)
+        for learner in recomputing:
+            learner.recompute_keys_values = True
     rate = matmul_rate(device, amp_dtype or torch.float32)
 
     result = dict(
