@@ -16,8 +16,14 @@ def _relative_error(ours: dict, ref: dict) -> float:
     return ((ours['vals'] - ref['vals']).abs().max() / scale).item()
 
 
-@pytest.fixture(scope='module')
-def reference():
+@pytest.fixture(
+    scope='module', params=['inference', 'autograd'],
+    ids=['inference-path', 'autograd-path'])
+def reference(request):
+    """Outputs of the inference path (no autograd: key-block attention on
+    CPU, fused window attention) and of the path taken under autograd
+    (fused attention kernels, explicit window attention whose bias needs a
+    gradient)."""
     spec = require_spec()
     path = osp.join(spec, 'reference_outputs', 'swin_tiny_nws_224.pt')
     ref = torch.load(path, weights_only=True)
@@ -27,15 +33,19 @@ def reference():
     shape = ref['input']['shape']
     x = torch.randn(
         *shape, generator=torch.Generator().manual_seed(ref['input']['seed']))
-    with torch.no_grad():
+    with torch.set_grad_enabled(request.param == 'autograd'):
         backbone = model.backbone(x)
         neck = model.neck(backbone)
         learners, ensemble = model.decode_head(neck)
         seg = model.encode_decode(x, [dict(batch_input_shape=shape[2:])])
-    ours = {f'backbone.{i}': t for i, t in enumerate(backbone)}
-    ours.update({f'neck.{i}': t for i, t in enumerate(neck)})
-    ours.update({f'learner.{i}': t for i, t in enumerate(learners)})
-    ours.update(ensemble=ensemble, encode_decode=seg)
+    if request.param == 'autograd':
+        assert ensemble.requires_grad
+    ours = {f'backbone.{i}': t.detach() for i, t in enumerate(backbone)}
+    ours.update({f'neck.{i}': t.detach() for i, t in enumerate(neck)})
+    ours.update(
+        {f'learner.{i}': t.detach()
+         for i, t in enumerate(learners)})
+    ours.update(ensemble=ensemble.detach(), encode_decode=seg.detach())
     return detw, ref, ours
 
 
