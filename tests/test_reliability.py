@@ -531,3 +531,20 @@ def test_success_returns_zero_and_int_results_pass_through():
     assert cli.run(lambda argv: {'mIoU': 1.0}, []) == 0
     assert cli.run(lambda argv: 3, []) == 3
     assert np.isfinite(cli.EXIT_USAGE)
+
+
+def test_dead_worker_error_wrapped_by_interrupted_code_is_named():
+    """PyTorch raises a dead worker's error from its SIGCHLD handler, inside
+    whatever runs at that moment; code that wraps errors (here as mmengine's
+    config formatting does) must not hide it."""
+    try:
+        try:
+            raise RuntimeError('DataLoader worker (pid 123) is killed by '
+                               'signal: Killed. ')
+        except Exception:
+            raise SyntaxError('Failed to format the config file')
+    except SyntaxError as wrapped:
+        explanation = cli.explain(wrapped)
+    assert explanation.message.startswith(
+        'a dataloader worker died (DataLoader worker (pid 123) is killed')
+    assert explanation.exit_code == cli.EXIT_FAILURE

@@ -406,6 +406,18 @@ def explain(exc: BaseException) -> Explanation:
     from mmseg.datasets.errors import DatasetError
     from mmseg.engine import CheckpointError, NonFiniteError, SaveError
 
+    # PyTorch reports a dead dataloader worker by raising from its SIGCHLD
+    # handler wherever the main process is, so the error can arrive wrapped
+    # by the code it interrupted (mmengine's config formatting turns it into
+    # a SyntaxError, for one)
+    cause = exc
+    while cause is not None:
+        if isinstance(cause, RuntimeError):
+            message = _dataloader_failure(_message(cause))
+            if message:
+                return Explanation(message, EXIT_FAILURE, True)
+        cause = cause.__cause__ or cause.__context__
+
     text = _message(exc)
     if isinstance(exc, ConfigError):
         return Explanation(text, EXIT_USAGE, True)
@@ -440,9 +452,6 @@ def explain(exc: BaseException) -> Explanation:
             f'out of memory: {text.splitlines()[0] if text else ""}; reduce '
             'the batch size or the crop size', EXIT_FAILURE, True)
     if isinstance(exc, RuntimeError):
-        message = _dataloader_failure(text)
-        if message:
-            return Explanation(message, EXIT_FAILURE, True)
         torch = sys.modules.get('torch')
         dist_error = getattr(getattr(torch, 'distributed', None), 'DistError',
                              None)
