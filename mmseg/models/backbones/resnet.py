@@ -324,8 +324,13 @@ class ResNet(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``B x 3 x H x W`` -> maps at strides 4, 8, 16, 32 (by default)."""
-        x = self.maxpool(self._stem_forward(x))
+        """``B x 3 x H x W`` -> maps at strides 4, 8, 16, 32 (by default),
+        channels-last in memory."""
+        # oneDNN's convolutions run faster channels-last (measured on 2 CPU
+        # threads, ResNet-50 at 512 x 512, batch 2: forward + backward
+        # 2.21 s -> 1.86 s), and the FPNT neck reads its maps as tokens
+        x = self.maxpool(
+            self._stem_forward(x.contiguous(memory_format=torch.channels_last)))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)
