@@ -6,6 +6,8 @@ so attention would count as free on CPU. The formulas registered here count
 attention as the two matrix products it replaces (and their four gradient
 products in backward), the same FLOPs as an explicit matmul + softmax
 implementation, so figures compare across implementations and devices.
+The learners' CPU key-block attention is switched off while counting: its
+backward recomputes the scores, work that is not the model's.
 """
 import math
 from typing import Callable, Tuple
@@ -47,14 +49,17 @@ def _backward_flops(grad_out_shape, query_shape, key_shape, value_shape,
 
 
 def count_flops(fn: Callable, *args, **kwargs) -> Tuple[int, object]:
-    """Run ``fn(*args, **kwargs)`` and count its FLOPs.
+    """Run ``fn(*args, **kwargs)`` and count its FLOPs, attending with
+    ``F.scaled_dot_product_attention`` throughout.
 
     Returns:
         tuple: total FLOPs (multiply-adds count 2) and ``fn``'s result.
     """
     formulas = {op: _forward_flops for op in _ATTENTION_FORWARD}
     formulas.update({op: _backward_flops for op in _ATTENTION_BACKWARD})
+    # imported here: models import this package's registry
+    from mmseg.models.utils.attention import reference_attention
     counter = FlopCounterMode(display=False, custom_mapping=formulas)
-    with counter:
+    with counter, reference_attention():
         result = fn(*args, **kwargs)
     return counter.get_total_flops(), result

@@ -60,8 +60,10 @@ def _naive_learner(learner, feature):
     return (embs @ tokens.transpose(1, 2)).view(B, -1, H, W)
 
 
+@pytest.mark.parametrize('key_block', [16, 2048])
 @pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
-def test_learners_equal_explicit_attention(head_cls):
+def test_learners_equal_explicit_attention(monkeypatch, head_cls, key_block):
+    monkeypatch.setattr(attention, 'KEY_BLOCK', key_block)
     torch.manual_seed(0)
     head = head_cls(
         num_heads=2,
@@ -89,33 +91,55 @@ def test_learners_equal_explicit_attention(head_cls):
             torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize('key_block', [4, 2048])
+def _head_strided(tokens: torch.Tensor, heads: int) -> torch.Tensor:
+    """``B x N x C`` -> ``B x heads x N x d`` view, as the learners' keys."""
+    B, N, C = tokens.shape
+    return tokens.view(B, N, heads, C // heads).transpose(1, 2)
+
+
+@pytest.mark.parametrize('key_block', [4, 7, 2048])
 def test_key_block_attention_equals_sdpa(monkeypatch, key_block):
-    """Online softmax over key blocks, including a last partial block."""
+    """Online softmax over key blocks (including a last partial block), in
+    value and in the gradients of queries, keys and values laid out as the
+    learners lay them out."""
     monkeypatch.setattr(attention, 'KEY_BLOCK', key_block)
     torch.manual_seed(0)
-    q = torch.randn(2, 3, 5, 8, dtype=torch.float64)
-    k, v = torch.randn(2, 2, 3, 18, 8, dtype=torch.float64).mul(3).unbind(0)
-    torch.testing.assert_close(
-        attention.key_block_attention(q, k, v),
-        F.scaled_dot_product_attention(q, k, v))
+    q = _head_strided(torch.randn(2, 5, 24, dtype=torch.float64), 3)
+    k, v = (_head_strided(t, 3) for t in torch.randn(
+        2, 2, 18, 24, dtype=torch.float64).mul(3).unbind(0))
+    grad = _head_strided(torch.randn(2, 5, 24, dtype=torch.float64), 3)
+    inputs = [t.detach().requires_grad_() for t in (q, k, v)]
+    blocked = attention.key_block_attention(*inputs)
+    reference = F.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(blocked, reference)
+    for a, b in zip(torch.autograd.grad(blocked, inputs, grad),
+                    torch.autograd.grad(
+                        F.scaled_dot_product_attention(*inputs), inputs,
+                        grad)):
+        torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
-def test_learner_inference_path_equals_training_path(monkeypatch, head_cls):
-    """Without autograd on CPU the learners attend over key blocks."""
-    monkeypatch.setattr(attention, 'KEY_BLOCK', 16)
+def test_key_block_attention_gradcheck(monkeypatch):
+    monkeypatch.setattr(attention, 'KEY_BLOCK', 3)
     torch.manual_seed(0)
-    head = head_cls(
-        num_heads=2, branch_depth=2, in_channels=[8] * 4,
-        in_index=[0, 1, 2, 3], feature_strides=[4, 8, 16, 32], channels=4,
-        num_classes=3).double()
-    for learner in head.learners:
-        torch.nn.init.normal_(learner.queries)
-    feats = [torch.randn(1, 8, 9, 7, dtype=torch.float64) for _ in range(4)]
-    with torch.no_grad():
-        blocked = head(feats)[1]
-    torch.testing.assert_close(head(feats)[1], blocked)
+    q, k, v = (torch.randn(1, 2, n, 4, dtype=torch.float64,
+                           requires_grad=True) for n in (3, 7, 7))
+    assert torch.autograd.gradcheck(attention.key_block_attention, (q, k, v))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cross_attention_path_by_dtype(monkeypatch, dtype):
+    """Full precision on CPU attends over key blocks; bfloat16 keeps the
+    fused kernel, whose running sums are float32."""
+    calls = []
+    monkeypatch.setattr(
+        attention, 'key_block_attention',
+        lambda *args: calls.append(args) or F.scaled_dot_product_attention(
+            *args))
+    cross = attention.CrossAttention(8, 2).to(dtype)
+    tokens = torch.randn(1, 6, 8, dtype=dtype)
+    cross(torch.randn(1, 3, 8, dtype=dtype), cross.keys_values(tokens))
+    assert len(calls) == (dtype == torch.float32)
 
 
 def _head_pair(head_cls):
@@ -185,3 +209,27 @@ def test_recomputed_keys_values_are_not_kept(recompute):
     assert len(projections) == 2
     assert all(ref.expired() == recompute for ref in projections)
     ensemble.sum().backward()
+
+
+def test_flop_count_is_the_reference_attention(monkeypatch):
+    """FLOPs are counted on PyTorch's attention, not on the key-block path,
+    whose backward recomputes the scores (not the model's work)."""
+    from mmseg.utils.flops import count_flops
+    calls = []
+    monkeypatch.setattr(
+        attention, 'key_block_attention',
+        lambda *args: calls.append(args) or F.scaled_dot_product_attention(
+            *args))
+    cross = attention.CrossAttention(8, 2)
+    tokens = torch.randn(1, 6, 8)
+
+    def step():
+        cross(torch.randn(1, 3, 8), cross.keys_values(tokens)).sum().backward()
+
+    flops, _ = count_flops(step)
+    assert calls == []
+    # per head: q k^T and attn v (2 x 3 x 6 x 4 multiply-adds each), twice
+    # more in backward; the linears' FLOPs come on top
+    assert flops > 3 * 2 * 2 * (2 * 3 * 6 * 4)
+    step()
+    assert len(calls) == 1
