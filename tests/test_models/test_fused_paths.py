@@ -1,5 +1,8 @@
 """The fused fast paths equal plain reference computations, in value and
 gradient (issue: performance with identical outputs)."""
+import contextlib
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,8 +161,32 @@ def _head_pair(head_cls):
     return kept, recomputed
 
 
+def _attention_path(path):
+    """``key_block``: the CPU kernels; ``reference``: PyTorch's attention
+    (keys and values then recomputed by saved-tensor hooks)."""
+    return (contextlib.nullcontext()
+            if path == 'key_block' else attention.reference_attention())
+
+
+def _backward_projections(head, feats, path):
+    """Keys-and-values projections a recomputing head redoes in backward:
+    per key block of each distinct block on the key-block path, else the
+    two halves once per block."""
+    total = 0
+    for learner, feat in zip(head.learners, feats):
+        if path == 'key_block' and learner.repeats == 1:
+            key_blocks = math.ceil(feat[0, 0].numel() / attention.KEY_BLOCK)
+            total += len(learner.layers) * key_blocks
+        else:
+            total += 2 * len(learner.layers)
+    return total
+
+
+@pytest.mark.parametrize('path', ['key_block', 'reference'])
 @pytest.mark.parametrize('head_cls', [SenFormer, SenFormerNWS])
-def test_recomputed_keys_values_give_same_gradients(monkeypatch, head_cls):
+def test_recomputed_keys_values_give_same_gradients(monkeypatch, head_cls,
+                                                    path):
+    monkeypatch.setattr(attention, 'KEY_BLOCK', 16)
     kept, recomputed = _head_pair(head_cls)
     feats = [
         torch.randn(2, 8, 9 // 2**i + 1, 7 // 2**i + 1, dtype=torch.float64,
@@ -167,28 +194,29 @@ def test_recomputed_keys_values_give_same_gradients(monkeypatch, head_cls):
     ]
     grads = []
     for head in (kept, recomputed):
-        logits, ensemble = head(feats)
-        loss = ensemble.pow(2).sum() + sum(x.sin().sum() for x in logits)
-        projections = []
-        real_linear = F.linear
-        monkeypatch.setattr(
-            F, 'linear',
-            lambda *args: projections.append(1) or real_linear(*args))
-        grads.append(
-            torch.autograd.grad(loss,
-                                feats + list(head.learners.parameters())))
-        monkeypatch.setattr(F, 'linear', real_linear)
-        # keys and values projected again once per block in backward,
-        # shared or not
-        blocks = sum(len(learner.layers) for learner in head.learners)
-        assert len(projections) == (2 * blocks if head is recomputed else 0)
+        with _attention_path(path):
+            logits, ensemble = head(feats)
+            loss = ensemble.pow(2).sum() + sum(x.sin().sum() for x in logits)
+            projections = []
+            real_linear = F.linear
+            monkeypatch.setattr(
+                F, 'linear',
+                lambda *args: projections.append(1) or real_linear(*args))
+            grads.append(
+                torch.autograd.grad(loss,
+                                    feats + list(head.learners.parameters())))
+            monkeypatch.setattr(F, 'linear', real_linear)
+        assert len(projections) == (_backward_projections(head, feats, path)
+                                    if head is recomputed else 0)
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize('path', ['key_block', 'reference'])
 @pytest.mark.parametrize('recompute', [False, True])
-def test_recomputed_keys_values_are_not_kept(recompute):
-    """The projection is freed after forward only when it is recomputed."""
+def test_recomputed_keys_values_are_not_kept(recompute, path):
+    """Whole keys and values outlive forward only when not recomputed; on
+    the key-block path a recomputing learner never projects them whole."""
     from torch.multiprocessing.reductions import StorageWeakRef
     kept, recomputed = _head_pair(SenFormerNWS)
     head = recomputed if recompute else kept
@@ -205,10 +233,39 @@ def test_recomputed_keys_values_are_not_kept(recompute):
     cross_attn.keys_values = keys_values
     feats = [torch.randn(1, 8, 8, 8, dtype=torch.float64,
                          requires_grad=True) for _ in range(4)]
-    ensemble = head(feats)[1]
-    assert len(projections) == 2
-    assert all(ref.expired() == recompute for ref in projections)
-    ensemble.sum().backward()
+    with _attention_path(path):
+        ensemble = head(feats)[1]
+        if recompute and path == 'key_block':
+            assert projections == []
+        else:
+            assert len(projections) == 2
+            assert all(ref.expired() == recompute for ref in projections)
+        ensemble.sum().backward()
+
+
+@pytest.mark.parametrize('key_block', [5, 2048])
+def test_token_block_attention_equals_projected_sdpa(monkeypatch, key_block):
+    """Keys and values projected block by block: the same values and the
+    same gradients for queries, tokens and projection."""
+    monkeypatch.setattr(attention, 'KEY_BLOCK', key_block)
+    torch.manual_seed(0)
+    q = _head_strided(torch.randn(2, 5, 24, dtype=torch.float64), 3)
+    tokens = torch.randn(2, 18, 24, dtype=torch.float64)
+    weight = torch.randn(48, 24, dtype=torch.float64) / 5
+    bias = torch.randn(48, dtype=torch.float64)
+    grad = _head_strided(torch.randn(2, 5, 24, dtype=torch.float64), 3)
+    inputs = [t.detach().requires_grad_() for t in (q, tokens, weight, bias)]
+
+    def reference(q, tokens, weight, bias):
+        k, v = (_head_strided(t, 3)
+                for t in F.linear(tokens, weight, bias).chunk(2, dim=-1))
+        return F.scaled_dot_product_attention(q, k, v)
+
+    blocked = attention.token_block_attention(*inputs)
+    torch.testing.assert_close(blocked, reference(*inputs))
+    for a, b in zip(torch.autograd.grad(blocked, inputs, grad),
+                    torch.autograd.grad(reference(*inputs), inputs, grad)):
+        torch.testing.assert_close(a, b)
 
 
 def test_flop_count_is_the_reference_attention(monkeypatch):

@@ -1,12 +1,14 @@
 """The transformer learner of SenFormer: class queries decoded from one
 pyramid level into a segmentation map."""
 import contextlib
+from typing import Union
 
 import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
-from .attention import CrossAttention, KeysValues, Mlp, SelfAttention
+from .attention import (CrossAttention, KeysValues, Mlp, SelfAttention,
+                        attends_by_key_block)
 from .token_layout import map_to_tokens
 
 
@@ -30,10 +32,10 @@ class LearnerBlock(nn.Module):
         self.mlp = Mlp(dims, int(dims * mlp_ratio))
 
     def forward(self, queries: torch.Tensor,
-                keys_values: KeysValues) -> torch.Tensor:
-        """``B x K x C`` queries attending the pixels' keys and values
-        (``self.cross_attn.keys_values(tokens)``)."""
-        q = queries + self.cross_attn(self.norm1(queries), keys_values)
+                pixels: Union[KeysValues, torch.Tensor]) -> torch.Tensor:
+        """``B x K x C`` queries attending the pixels: their keys and values
+        (``self.cross_attn.keys_values(tokens)``) or their tokens."""
+        q = queries + self.cross_attn(self.norm1(queries), pixels)
         q = q + self.attn(self.norm2(q))
         return q + self.mlp(self.norm3(q))
 
@@ -114,8 +116,12 @@ class TransformerLearner(nn.Module):
         share_block_weights: apply one block ``depth`` times ("repeated"
             weight sharing) instead of ``depth`` distinct blocks.
         recompute_keys_values: in training, project the cross-attention
-            keys and values again in backward instead of keeping them (see
-            :class:`KeysValuesRecompute`); the results are the same.
+            keys and values again in backward instead of keeping them; the
+            results are the same. On the CPU key-block path distinct blocks
+            project them per block of keys and never keep them whole
+            (:func:`~mmseg.models.utils.attention.token_block_attention`);
+            elsewhere saved-tensor hooks recompute them
+            (:class:`KeysValuesRecompute`).
     """
 
     def __init__(self,
@@ -138,6 +144,13 @@ class TransformerLearner(nn.Module):
     def init_weights(self) -> None:
         trunc_normal_(self.queries, std=0.02)
 
+    def _projects_by_key_block(self, tokens: torch.Tensor) -> bool:
+        # recomputing without keeping: the key-block kernels project the
+        # keys and values per block, in forward and again in backward; a
+        # shared block reuses one projection, kept or recomputed by hooks
+        return (self.recompute_keys_values and self.repeats == 1
+                and torch.is_grad_enabled() and attends_by_key_block(tokens))
+
     def _keys_values_saving(self, block: LearnerBlock, tokens: torch.Tensor,
                             keys_values: KeysValues):
         if self.recompute_keys_values and torch.is_grad_enabled():
@@ -151,6 +164,9 @@ class TransformerLearner(nn.Module):
         tokens = self.norm_features(map_to_tokens(feature))
         q = self.queries.expand(B, -1, -1)
         for block in self.layers:
+            if self._projects_by_key_block(tokens):
+                q = block(q, tokens)
+                continue
             # a shared block sees the same tokens every step: project once
             keys_values = block.cross_attn.keys_values(tokens)
             with self._keys_values_saving(block, tokens, keys_values):
