@@ -145,11 +145,12 @@ class TransformerLearner(nn.Module):
         trunc_normal_(self.queries, std=0.02)
 
     def _projects_by_key_block(self, tokens: torch.Tensor) -> bool:
-        # recomputing without keeping: the key-block kernels project the
-        # keys and values per block, in forward and again in backward; a
-        # shared block reuses one projection, kept or recomputed by hooks
-        return (self.recompute_keys_values and self.repeats == 1
-                and torch.is_grad_enabled() and attends_by_key_block(tokens))
+        # the key-block kernels project keys and values per block of keys
+        # (in inference, and in training where they are to be recomputed);
+        # a shared block projects once for all its steps instead
+        return (self.repeats == 1 and attends_by_key_block(tokens)
+                and (self.recompute_keys_values
+                     or not torch.is_grad_enabled()))
 
     def _keys_values_saving(self, block: LearnerBlock, tokens: torch.Tensor,
                             keys_values: KeysValues):
