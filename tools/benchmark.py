@@ -8,7 +8,8 @@ the machine's matrix-multiply rate, images/s and peak memory.
 ``inference`` times ``encode_decode`` (logits at input size) without
 gradients; ``train`` times one forward + backward of the training losses
 (no optimizer step); its FLOPs are the model's forward and backward, not
-counting the projections that ``recompute_levels`` redoes in backward. The
+counting what is redone in backward to save memory (the projections of
+``recompute_levels``, the scores of the CPU key-block attention). The
 matrix-multiply rate is measured in the same run
 (a 2048 x 2048 float32 matmul, or the AMP dtype with ``--amp``). Peak memory
 is the process's peak resident memory on CPU and the peak allocated CUDA
