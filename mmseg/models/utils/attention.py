@@ -1,7 +1,10 @@
 """Token attention layers of the SenFormer learners (ViT layout).
 
-Dropout and stochastic depth are 0 in every published SenFormer config, so
-these layers have none.
+On CPU in full precision the learners' cross-attention runs on the
+key-block kernels here (an online softmax over blocks of keys, optionally
+projecting the keys and values block by block); elsewhere it calls
+``F.scaled_dot_product_attention``. Dropout and stochastic depth are 0 in
+every published SenFormer config, so these layers have none.
 """
 import contextlib
 from typing import Iterable, Iterator, Optional, Tuple, Union
@@ -34,10 +37,10 @@ def attends_by_key_block(x: torch.Tensor) -> bool:
 
 @contextlib.contextmanager
 def reference_attention() -> Iterator[None]:
-    """Within the context, cross-attention always calls
-    ``F.scaled_dot_product_attention`` (the key-block path is off): for
-    counting FLOPs as the reference computation does them, without the
-    scores that the key-block backward recomputes."""
+    """Within the context, cross-attention always projects whole keys and
+    values and calls ``F.scaled_dot_product_attention`` (the key-block path
+    is off): for counting FLOPs as the reference computation does them,
+    without the scores and projections the key-block backward redoes."""
     global _key_blocks_enabled
     enabled, _key_blocks_enabled = _key_blocks_enabled, False
     try:
@@ -122,9 +125,9 @@ class _KeyBlockAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v):
         scale = q.shape[-1]**-0.5
-        out, log_normaliser = _online_softmax(
-            q * scale,
-            ((k[:, :, keys], v[:, :, keys]) for keys in _key_slices(k.shape[2])))
+        blocks = ((k[:, :, keys], v[:, :, keys])
+                  for keys in _key_slices(k.shape[2]))
+        out, log_normaliser = _online_softmax(q * scale, blocks)
         ctx.save_for_backward(q, k, v, out, log_normaliser)
         return out
 
