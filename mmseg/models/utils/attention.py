@@ -18,11 +18,9 @@ from .gelu_linear import gelu_linear
 
 KeysValues = Tuple[torch.Tensor, torch.Tensor]
 
-# keys per block of the key-block kernels: for 150 queries over 16384 keys
-# on CPU, 1024 and 2048 run at the same speed; with 1024 the per-block
-# buffers (8-10 MB) fragment glibc's heap less over a long training run
-# (peak after nine steps 4.80 GB against 5.21 GB)
-KEY_BLOCK = 1024
+# keys per block of key_block_attention: the fastest of 512 to 8192 for 150
+# queries over 16384 keys on CPU
+KEY_BLOCK = 2048
 # its running sums need full precision; reduced precision takes PyTorch's
 # fused kernel, which accumulates in float32
 _FULL_PRECISION = (torch.float32, torch.float64)
