@@ -294,8 +294,12 @@ class CrossAttention(nn.Module):
         return tuple(
             F.linear(tokens, weight, bias).view(
                 B, L, self.num_heads, C // self.num_heads).transpose(1, 2)
-            for weight, bias in zip(
-                self.kv.weight.chunk(2), self.kv.bias.chunk(2)))
+            for weight, bias in self.kv_halves())
+
+    def kv_halves(self):
+        """``(weight, bias)`` of the key projection, then of the value
+        projection: the halves of ``kv``."""
+        return tuple(zip(self.kv.weight.chunk(2), self.kv.bias.chunk(2)))
 
     def forward(self, queries: torch.Tensor,
                 pixels: Union[KeysValues, torch.Tensor]) -> torch.Tensor:

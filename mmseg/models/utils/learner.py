@@ -65,9 +65,7 @@ class KeysValuesRecompute:
         # storage -> the half of the kv projection that made it
         self.halves = {
             t.untyped_storage().data_ptr(): half
-            for t, half in zip(keys_values,
-                               zip(cross_attn.kv.weight.chunk(2),
-                                   cross_attn.kv.bias.chunk(2)))
+            for t, half in zip(keys_values, cross_attn.kv_halves())
         }
         self.saved = {storage: 0 for storage in self.halves}
         self.pending = dict(self.saved)
