@@ -1,32 +1,26 @@
-"""Shared test helpers: locations of the repository and the spec material."""
+"""Shared test helpers: locations of the repository and of the reference
+figures the tests check against.
+
+``tests/data/spec`` holds the published implementation's figures: its
+hyper-parameters (``seed_configs.json``), parameter counts, checkpoint key
+lists, forward-pass fingerprints and recorded training steps
+(``reference_outputs/``, with the deterministic-weights module ``detw.py``
+that produced them). They are committed, so every test runs from a clone
+anywhere.
+"""
 import os.path as osp
 import sys
 
-import pytest
-
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SHARED = osp.join(osp.dirname(REPO_ROOT), 'shared')
-SPEC = osp.join(SHARED, 'spec')
+SPEC = osp.join(REPO_ROOT, 'tests', 'data', 'spec')
+REFERENCE_OUTPUTS = osp.join(SPEC, 'reference_outputs')
 CONFIG_ROOT = osp.join(REPO_ROOT, 'senformer_configs')
 
 
-def require_spec() -> str:
-    """Path of ../shared/spec, or skip the test with the reason."""
-    if not osp.isdir(SPEC):
-        pytest.skip(f'spec material not found at {SPEC} (../shared/spec '
-                    'beside the repository)')
-    return SPEC
-
-
 def load_detw():
-    """The reference deterministic-weights module of the spec."""
-    ref_dir = osp.join(require_spec(), 'reference_outputs')
-    if ref_dir not in sys.path:
-        sys.path.insert(0, ref_dir)
+    """The deterministic-weights module the reference outputs were made
+    with."""
+    if REFERENCE_OUTPUTS not in sys.path:
+        sys.path.insert(0, REFERENCE_OUTPUTS)
     import detw
     return detw
-
-
-@pytest.fixture
-def spec_dir():
-    return require_spec()

@@ -297,6 +297,34 @@ def test_resume_continues_iterations_and_lr_schedule(trained, tmp_path):
     assert 4 in steps and 6 in steps
 
 
+def test_auto_scale_lr_scales_to_the_total_batch(trained, tmp_path):
+    """The toy config's rates are set for 4 images per iteration; with 2
+    they are halved."""
+    train(trained['config'], tmp_path / 'scaled', '--auto-scale-lr')
+    plain = _lr_history(read_checkpoint(trained['checkpoint']))
+    scaled = _lr_history(read_checkpoint(tmp_path / 'scaled' / 'iter_4.pth'))
+    assert scaled == pytest.approx([lr / 2 for lr in plain], rel=1e-9)
+
+
+def test_accumulate_keeps_the_recipe_with_half_the_images(trained, tmp_path):
+    """--accumulate 2: twice the iterations of half the batch, one update
+    every two iterations at the recipe's rate of that update."""
+    config = small_config(tmp_path / 'two_updates.py', trained['data'],
+                          max_iters=2, interval=1)
+    train(config, tmp_path / 'accumulated', '--accumulate', '2')
+    work = tmp_path / 'accumulated'
+    assert sorted(osp.basename(p) for p in glob.glob(str(work / '*.pth'))) \
+        == ['best_mIoU_iter_4.pth', 'iter_2.pth', 'iter_4.pth']
+    checkpoint = read_checkpoint(work / 'iter_4.pth')
+    plain = _lr_history(read_checkpoint(trained['checkpoint']))
+    assert _lr_history(checkpoint) == pytest.approx(
+        [plain[0], plain[0], plain[1], plain[1]], rel=1e-9)
+    # AdamW's step count: one update per two iterations
+    steps = {int(state['step'])
+             for state in checkpoint['optimizer']['state'].values()}
+    assert steps == {2}
+
+
 def _documented_options(root, classes):
     """The toy config header's --cfg-options, for folder ``root``."""
     lines = []

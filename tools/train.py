@@ -1,8 +1,8 @@
 """Train a segmentor.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
-        [--debug]
+        [--auto-scale-lr] [--accumulate N] [--cfg-options KEY=VALUE ...]
+        [--launcher none|pytorch|slurm|mpi] [--debug]
 
 Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun)
 or ``tools/slurm_train.sh``; without CUDA the processes use gloo on CPU.
@@ -34,6 +34,20 @@ def parse_args(argv=None):
         action='store_true',
         help='mixed precision: float16 autocast on CUDA (with loss '
         'scaling), bfloat16 on CPU')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate linearly to the total batch size '
+        '(GPUs x batch_size x --accumulate) from the config\'s '
+        'auto_scale_lr.base_batch_size (16 for the published configs)')
+    parser.add_argument(
+        '--accumulate',
+        type=int,
+        default=1,
+        metavar='N',
+        help='update the weights every N iterations with their summed '
+        'gradients, and stretch the schedule, intervals and max_iters N '
+        'times: the published recipe (16 images per update) on fewer GPUs')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -82,6 +96,8 @@ def add_tensorboard(cfg: Config) -> None:
 
 
 def build_config(args) -> Config:
+    from mmseg.engine.effective_batch import (accumulate_gradients,
+                                              enable_auto_scale_lr)
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
@@ -91,6 +107,9 @@ def build_config(args) -> Config:
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         setup_amp(cfg)
+    accumulate_gradients(cfg, args.accumulate)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -10,7 +10,9 @@ from .checkpoint import (CheckpointMismatchError, atomic_save,
                          summarise_keys)
 from .dist import DEFAULT_TIMEOUT_S, close_dist, init_cpu_dist
 from . import hooks  # noqa: F401  (registers the hooks)
+from . import schedulers  # noqa: F401  (registers the schedulers)
 from .hooks import NonFiniteError
+from .schedulers import PolyLRWithWarmup
 from .safe_load import (CheckpointError, NotACheckpointError,
                         UnsafeCheckpointError, install_safe_loading,
                         safe_globals, safe_torch_load)
@@ -23,7 +25,7 @@ install_safe_loading()
 __all__ = [
     'CheckpointError', 'close_dist', 'CheckpointMismatchError',
     'DEFAULT_DATALOADER_TIMEOUT_S', 'DEFAULT_TIMEOUT_S', 'NonFiniteError',
-    'NotACheckpointError', 'SaveError', 'SegRunner', 'UnsafeCheckpointError',
+    'NotACheckpointError', 'PolyLRWithWarmup', 'SaveError', 'SegRunner', 'UnsafeCheckpointError',
     'WatchedDataLoader',
     'atomic_save', 'atomic_write', 'atomic_write_text',
     'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',

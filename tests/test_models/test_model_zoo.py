@@ -1,20 +1,18 @@
 """Every published config builds with the published parameter counts and
 checkpoint layout."""
 import json
+import os
 import os.path as osp
 
 import pytest
 import torch
 
-from tests.conftest import SPEC, require_spec
+from tests.conftest import SPEC
 from tests.test_models.model_utils import build_model
 
 
 def _seed_configs():
-    path = osp.join(SPEC, 'seed_configs.json')
-    if not osp.exists(path):
-        return []
-    with open(path) as f:
+    with open(osp.join(SPEC, 'seed_configs.json')) as f:
         return sorted(json.load(f))
 
 
@@ -24,8 +22,7 @@ def _count(module: torch.nn.Module) -> int:
 
 @pytest.mark.parametrize('config', _seed_configs())
 def test_parameter_count(config):
-    spec = require_spec()
-    with open(osp.join(spec, 'param_counts.json')) as f:
+    with open(osp.join(SPEC, 'param_counts.json')) as f:
         expected = json.load(f)[osp.basename(config)[:-3]]
     model = build_model(config, device='meta')
     head = type(model.decode_head).__name__
@@ -37,11 +34,7 @@ def test_parameter_count(config):
 
 
 def _key_files():
-    folder = osp.join(SPEC, 'state_dict_keys')
-    if not osp.isdir(folder):
-        return []
-    import os
-    return sorted(os.listdir(folder))
+    return sorted(os.listdir(osp.join(SPEC, 'state_dict_keys')))
 
 
 def _shape(tensor: torch.Tensor) -> str:
@@ -50,8 +43,7 @@ def _shape(tensor: torch.Tensor) -> str:
 
 @pytest.mark.parametrize('key_file', _key_files())
 def test_state_dict_layout(key_file):
-    spec = require_spec()
-    with open(osp.join(spec, 'state_dict_keys', key_file)) as f:
+    with open(osp.join(SPEC, 'state_dict_keys', key_file)) as f:
         lines = f.read().splitlines()
     config = next(line.split(': ', 1)[1] for line in lines
                   if line.startswith('# config:'))

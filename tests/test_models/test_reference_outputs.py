@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.conftest import load_detw, require_spec
+from tests.conftest import REFERENCE_OUTPUTS, load_detw
 from tests.test_models.model_utils import build_model
 
 SWIN_T_NWS = ('senformer_configs/senformer/ade20k/'
@@ -24,8 +24,7 @@ def reference(request):
     CPU, fused window attention) and of the path taken under autograd
     (fused attention kernels, explicit window attention whose bias needs a
     gradient)."""
-    spec = require_spec()
-    path = osp.join(spec, 'reference_outputs', 'swin_tiny_nws_224.pt')
+    path = osp.join(REFERENCE_OUTPUTS, 'swin_tiny_nws_224.pt')
     ref = torch.load(path, weights_only=True)
     detw = load_detw()
     model = build_model(SWIN_T_NWS).eval()

@@ -325,12 +325,20 @@ class ResNet(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """``B x 3 x H x W`` -> maps at strides 4, 8, 16, 32 (by default),
-        channels-last in memory."""
-        # oneDNN's convolutions run faster channels-last (measured on 2 CPU
-        # threads, ResNet-50 at 512 x 512, batch 2: forward + backward
-        # 2.21 s -> 1.86 s), and the FPNT neck reads its maps as tokens
+        channels-last in memory when no gradient is recorded."""
+        # Inference runs channels-last: oneDNN's convolutions are faster so
+        # (ResNet-50 at 512 x 512 on 2 CPU threads: -16 % time) and the FPNT
+        # neck reads such maps as tokens without copies. Training keeps the
+        # default layout, whose float32 rounding is the published code's:
+        # with batch-statistics BN the backbone's gradients amplify the
+        # channels-last rounding differences to 2 % (SenFormerNWS-R50 at
+        # 64 x 64; the float64 gradient is as far from either), against
+        # 1e-6 in the default layout (tests/test_models/
+        # test_training_parity.py).
+        layout = torch.contiguous_format if torch.is_grad_enabled() \
+            else torch.channels_last
         x = self.maxpool(
-            self._stem_forward(x.contiguous(memory_format=torch.channels_last)))
+            self._stem_forward(x.contiguous(memory_format=layout)))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)

@@ -4,12 +4,14 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 from mmseg.registry import MODELS
-from mmseg.utils import SampleList
-from ..losses import pixel_accuracy, upsampled_ensemble_nll
+from mmseg.utils import ConfigType, SampleList
+from ..losses import pixel_accuracy, upsampled_nll_and_argmax
 from ..utils.learner import TransformerLearner
 from .decode_head import BaseDecodeHead
 
 HeadOutput = Tuple[List[torch.Tensor], torch.Tensor]
+# floor of the ensemble before its log in loss_classic, as published
+_MIN_PROBABILITY = 1e-15
 
 
 @MODELS.register_module()
@@ -32,6 +34,8 @@ class SenFormer(BaseDecodeHead):
             the training memory (0.8 GB for SenFormerNWS-R50 at 512 x 512,
             batch 2) and redoing them costs 8% of the step's FLOPs; ``()``
             keeps them all. Outputs and gradients are the same.
+        loss_decode: loss of each learner; by default the cross-entropy
+            averaged over the non-ignored pixels, as published.
         channels, dropout_ratio, norm_cfg: size the classifier ``conv_seg``
             of the base head, which SenFormer does not use but the published
             checkpoints contain.
@@ -45,8 +49,12 @@ class SenFormer(BaseDecodeHead):
                  branch_depth: int,
                  feature_strides: Sequence[int],
                  recompute_levels: Sequence[int] = (0, ),
+                 loss_decode: ConfigType = dict(
+                     type='CrossEntropyLoss',
+                     loss_weight=1.0,
+                     avg_non_ignore=True),
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(loss_decode=loss_decode, **kwargs)
         num_levels = len(self.in_channels)
         if len(feature_strides) != num_levels or \
                 list(feature_strides) != sorted(feature_strides):
@@ -91,20 +99,34 @@ class SenFormer(BaseDecodeHead):
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
-        """Losses at the label size, the stride-4 maps upsampled inside them:
-        ``loss_classic``, the cross-entropy of ``log(clamp(ensemble))``
-        averaged over non-ignored pixels (0 when all are ignored);
-        ``loss_seg``, the mean of the learners' ``loss_decode``; and
-        ``acc_seg``, the ensemble's pixel accuracy."""
+        """The published SenFormer losses, at the label size:
+
+        - ``loss_classic``: cross-entropy of the log-ensemble
+          ``log(clamp(ensemble, 1e-15))``, taken at stride 4 and upsampled
+          as logits, averaged over the non-ignored pixels (0 when all are
+          ignored);
+        - ``loss_seg``: the mean over learners of ``loss_decode`` on their
+          upsampled logits (the configs average it over the non-ignored
+          pixels, ``avg_non_ignore=True``, as the published head does);
+        - ``acc_seg``: pixel accuracy of the upsampled log-ensemble,
+          ignored pixels excluded.
+
+        The stride-4 maps are upsampled slab by slab inside the losses: no
+        ``B x K x H x W`` map is kept for backward.
+        """
         learner_logits, ensemble = seg_logits
         label = self.stack_labels(batch_data_samples)
-        nll, prediction = upsampled_ensemble_nll(ensemble, label,
-                                                 self.ignore_index,
-                                                 self.align_corners)
+        log_ensemble = ensemble.clamp(min=_MIN_PROBABILITY).log()
+        nll, prediction = upsampled_nll_and_argmax(log_ensemble, label,
+                                                   self.ignore_index,
+                                                   self.align_corners)
         num_valid = (label != self.ignore_index).sum().clamp(min=1)
         loss_seg = sum(
-            self.loss_decode(logits, label, self.ignore_index,
-                             self.align_corners)
+            self.loss_decode(
+                logits,
+                label,
+                ignore_index=self.ignore_index,
+                align_corners=self.align_corners)
             for logits in learner_logits) / len(learner_logits)
         return dict(
             loss_classic=nll.sum() / num_valid,

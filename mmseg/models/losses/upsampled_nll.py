@@ -18,7 +18,6 @@ from typing import Iterator, Tuple
 import torch
 import torch.nn.functional as F
 
-_MIN_PROBABILITY = 1e-15
 # elements of one upsampled slab (8 MB in float32): well below glibc's mmap
 # threshold (at most 32 MB), so freed slabs are reused without page faults;
 # fastest of 1, 4, 8, 16 and 32 MB for 150 classes at 512 x 512
@@ -81,27 +80,37 @@ def _merge_argmax(slab: torch.Tensor, group: slice, best: torch.Tensor,
 
 
 class _UpsampledLogitsNLL(torch.autograd.Function):
-    """``-log softmax(up(logits))[label]`` per pixel, 0 where ignored."""
+    """``-log softmax(up(logits))[label]`` per pixel, 0 where ignored, and
+    optionally the arg-max class of ``up(logits)``."""
 
     @staticmethod
-    def forward(ctx, logits, label, ignore_index, align_corners):
+    def forward(ctx, logits, label, ignore_index, align_corners,
+                with_prediction):
         valid = label != ignore_index
         target = label.masked_fill(~valid, 0)
         log_norm = torch.full_like(label, -torch.inf, dtype=logits.dtype)
         target_logit = torch.zeros_like(log_norm)
+        if with_prediction:
+            prediction = torch.zeros_like(label)
+            best = torch.full_like(log_norm, -torch.inf)
         for i in range(len(logits)):
-            for _, slab, local, inside in _slabs(logits[i], target[i],
-                                                 align_corners):
+            for group, slab, local, inside in _slabs(logits[i], target[i],
+                                                     align_corners):
+                if with_prediction:
+                    _merge_argmax(slab, group, best[i], prediction[i])
                 torch.logaddexp(
                     log_norm[i], slab.logsumexp(dim=0), out=log_norm[i])
                 target_logit[i] += _pick(slab, local, inside)
         nll = (log_norm - target_logit) * valid
         ctx.save_for_backward(logits, target, valid, log_norm)
         ctx.align_corners = align_corners
-        return nll
+        if not with_prediction:
+            return nll
+        ctx.mark_non_differentiable(prediction)
+        return nll, prediction
 
     @staticmethod
-    def backward(ctx, grad_nll):
+    def backward(ctx, grad_nll, grad_prediction=None):
         logits, target, valid, log_norm = ctx.saved_tensors
         weight = grad_nll * valid
         grad_logits = torch.empty_like(logits)
@@ -114,56 +123,7 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
                 grad_logits[i, group] = _upsample_backward(
                     grad_up[None], (1, len(grad_up)) + logits.shape[2:],
                     ctx.align_corners)[0]
-        return grad_logits, None, None, None
-
-
-class _UpsampledEnsembleNLL(torch.autograd.Function):
-    """Cross-entropy of ``log(clamp(up(ensemble)))`` per pixel (0 where
-    ignored), and the arg-max class of ``up(ensemble)``."""
-
-    @staticmethod
-    def forward(ctx, ensemble, label, ignore_index, align_corners):
-        valid = label != ignore_index
-        target = label.masked_fill(~valid, 0)
-        prediction = torch.zeros_like(label)
-        best = torch.full_like(label, -torch.inf, dtype=ensemble.dtype)
-        total = torch.zeros_like(best)
-        target_prob = torch.zeros_like(best)
-        for i in range(len(ensemble)):
-            for group, slab, local, inside in _slabs(ensemble[i], target[i],
-                                                     align_corners):
-                _merge_argmax(slab, group, best[i], prediction[i])
-                clamped = slab.clamp_(min=_MIN_PROBABILITY)
-                total[i] += clamped.sum(dim=0)
-                target_prob[i] += _pick(clamped, local, inside)
-        # log-softmax of log(p) is log(p / sum(p))
-        nll = (total.log() - target_prob.log()) * valid
-        ctx.save_for_backward(ensemble, target, valid, total, target_prob)
-        ctx.align_corners = align_corners
-        ctx.mark_non_differentiable(prediction)
-        return nll, prediction
-
-    @staticmethod
-    def backward(ctx, grad_nll, grad_prediction):
-        ensemble, target, valid, total, target_prob = ctx.saved_tensors
-        weight = grad_nll * valid
-        grad_total = weight / total
-        grad_target = -weight / target_prob
-        grad_ensemble = torch.empty_like(ensemble)
-        for i in range(len(ensemble)):
-            for group, slab, local, inside in _slabs(
-                    ensemble[i], target[i], ctx.align_corners):
-                # d/dp_k [log sum(p) - log p_y] = 1/sum(p) - [k = y]/p_y, and
-                # the clamp passes gradients only where p >= its minimum
-                passes = slab >= _MIN_PROBABILITY
-                grad_up = passes.to(slab.dtype).mul_(grad_total[i])
-                grad_up.scatter_add_(
-                    0, local,
-                    (grad_target[i] * _pick(passes, local, inside))[None])
-                grad_ensemble[i, group] = _upsample_backward(
-                    grad_up[None], (1, len(grad_up)) + ensemble.shape[2:],
-                    ctx.align_corners)[0]
-        return grad_ensemble, None, None, None
+        return grad_logits, None, None, None, None
 
 
 @torch.no_grad()
@@ -195,25 +155,15 @@ def upsampled_nll(logits: torch.Tensor,
         ``F.cross_entropy(upsample(logits), label, reduction='none')``.
     """
     return _UpsampledLogitsNLL.apply(logits, label, ignore_index,
-                                     align_corners)
+                                     align_corners, False)
 
 
-def upsampled_ensemble_nll(
-        ensemble: torch.Tensor,
+def upsampled_nll_and_argmax(
+        logits: torch.Tensor,
         label: torch.Tensor,
         ignore_index: int = 255,
         align_corners: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy per pixel of ``log(clamp(ensemble, 1e-15))`` upsampled
-    to the label size, and the upsampled ensemble's arg-max.
-
-    Args:
-        ensemble: ``B x K x h x w`` sums of class probabilities.
-        label: ``B x H x W`` int64.
-
-    Returns:
-        tuple: ``B x H x W`` losses (0 at ignored pixels), equal to
-        ``F.cross_entropy(log(clamp(up(ensemble))), label,
-        reduction='none')``, and the ``B x H x W`` predicted classes.
-    """
-    return _UpsampledEnsembleNLL.apply(ensemble, label, ignore_index,
-                                       align_corners)
+    """:func:`upsampled_nll` and, from the same slabs, the arg-max class
+    of the upsampled logits, ``B x H x W`` (not differentiable)."""
+    return _UpsampledLogitsNLL.apply(logits, label, ignore_index,
+                                     align_corners, True)

@@ -51,8 +51,13 @@ model = dict(
         num_classes=150,
         norm_cfg=norm_cfg,
         align_corners=False,
+        # each learner's loss is averaged over the non-ignored pixels, as the
+        # published head computes it (its config does not say so)
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+            type='CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            avg_non_ignore=True)),
     # reads the backbone's stage-3 map (1024 channels), not the neck's
     auxiliary_head=dict(
         type='FCNHead',

@@ -1,19 +1,15 @@
-# Poly learning-rate decay to 160000 iterations after a linear warm-up of
-# 1500 iterations; validation every 2000 iterations, a checkpoint every
-# 16000 plus the one with the best mIoU. The optimizer is in
-# adamw_resnet.py / adamw_swin.py.
+# Poly learning-rate decay to 160000 iterations, the first 1500 scaled by a
+# linear warm-up (the published schedule, one product: PolyLRWithWarmup);
+# validation every 2000 iterations, a checkpoint every 16000 plus the one with
+# the best mIoU. The optimizer is in adamw_resnet.py / adamw_swin.py.
 param_scheduler = [
     dict(
-        type='LinearLR',
-        start_factor=1e-6,
-        by_epoch=False,
-        begin=0,
-        end=1500),
-    dict(
-        type='PolyLR',
+        type='PolyLRWithWarmup',
         power=1.0,
         eta_min=0.0,
-        begin=1500,
+        warmup_iters=1500,
+        warmup_ratio=1e-6,
+        begin=0,
         end=160000,
         by_epoch=False)
 ]
@@ -33,3 +29,7 @@ default_hooks = dict(
         rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
+# The schedules assume 16 images per iteration (8 GPUs x 2 or 4 x 4, see the
+# dataset files); `tools/train.py --auto-scale-lr` scales the rate linearly
+# to the actual total batch size.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

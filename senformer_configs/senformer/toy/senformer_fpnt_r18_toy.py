@@ -136,16 +136,18 @@ optim_wrapper = dict(
 max_iters = 200
 warmup_iters = 20
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0,
-         end=warmup_iters),
     dict(
-        type='PolyLR',
+        type='PolyLRWithWarmup',
         power=1.0,
         eta_min=0.0,
-        by_epoch=False,
-        begin=warmup_iters,
-        end=max_iters)
+        warmup_iters=warmup_iters,
+        warmup_ratio=1e-3,
+        begin=0,
+        end=max_iters,
+        by_epoch=False)
 ]
+# 4 crops per iteration on one process; --auto-scale-lr scales from there
+auto_scale_lr = dict(enable=False, base_batch_size=4)
 train_cfg = dict(
     type='IterBasedTrainLoop', max_iters=max_iters, val_interval=100)
 val_cfg = dict(type='ValLoop')

@@ -1,0 +1,3 @@
+from .poly_lr_with_warmup import PolyLRWithWarmup
+
+__all__ = ['PolyLRWithWarmup']
