@@ -171,17 +171,9 @@ def main(argv=None):
         flops, _ = count_flops(lambda: model.encode_decode(inputs, metas))
         model.zero_grad(set_to_none=True)
     else:
-        # the model's FLOPs: work redone in backward to save memory (the
-        # learners' recomputed keys and values) is not credited
-        recomputing = [
-            m for m in model.modules()
-            if getattr(m, 'recompute_keys_values', False)
-        ]
-        for learner in recomputing:
-            learner.recompute_keys_values = False
+        # on the reference operations: work redone in backward to save
+        # memory is not credited
         flops, _ = count_flops(step)
-        for learner in recomputing:
-            learner.recompute_keys_values = True
     rate = matmul_rate(device, amp_dtype or torch.float32)
 
     result = dict(

@@ -6,8 +6,9 @@ so attention would count as free on CPU. The formulas registered here count
 attention as the two matrix products it replaces (and their four gradient
 products in backward), the same FLOPs as an explicit matmul + softmax
 implementation, so figures compare across implementations and devices.
-The learners' CPU key-block attention is switched off while counting: its
-backward recomputes the scores, work that is not the model's.
+Counting runs the reference implementation of the model's operations
+(:mod:`mmseg.models.ops`): the fast ones redo work in backward to save
+memory (scores, keys and values, activations), which is not the model's.
 """
 import math
 from typing import Callable, Tuple
@@ -49,8 +50,8 @@ def _backward_flops(grad_out_shape, query_shape, key_shape, value_shape,
 
 
 def count_flops(fn: Callable, *args, **kwargs) -> Tuple[int, object]:
-    """Run ``fn(*args, **kwargs)`` and count its FLOPs, attending with
-    ``F.scaled_dot_product_attention`` throughout.
+    """Run ``fn(*args, **kwargs)`` on the reference implementation of the
+    operations and count its FLOPs.
 
     Returns:
         tuple: total FLOPs (multiply-adds count 2) and ``fn``'s result.
@@ -58,8 +59,8 @@ def count_flops(fn: Callable, *args, **kwargs) -> Tuple[int, object]:
     formulas = {op: _forward_flops for op in _ATTENTION_FORWARD}
     formulas.update({op: _backward_flops for op in _ATTENTION_BACKWARD})
     # imported here: models import this package's registry
-    from mmseg.models.utils.attention import reference_attention
+    from mmseg.models import ops
     counter = FlopCounterMode(display=False, custom_mapping=formulas)
-    with counter, reference_attention():
+    with counter, ops.implementation('reference'):
         result = fn(*args, **kwargs)
     return counter.get_total_flops(), result

@@ -1,17 +1,10 @@
 """Losses: the upsampling-fused forms equal the plain computation."""
-import importlib
-
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmseg.models.losses import (CrossEntropyLoss, accuracy,
-                                 upsampled_argmax, upsampled_ensemble_nll,
-                                 upsampled_nll)
-
-# the package re-exports the function under the module's name
-upsampled_nll_module = importlib.import_module(
-    'mmseg.models.losses.upsampled_nll')
+from mmseg.models import ops
+from mmseg.models.losses import CrossEntropyLoss, accuracy
 
 
 def _label(shape=(2, 30, 35), num_classes=5):
@@ -21,16 +14,14 @@ def _label(shape=(2, 30, 35), num_classes=5):
     return label
 
 
-@pytest.fixture(params=[None, 2], ids=['one-slab', 'slabs-of-2-classes'])
-def classes_per_slab(request, monkeypatch):
+@pytest.fixture(
+    params=[ops.SLAB_ELEMENTS, 2], ids=['one-slab', 'slabs-of-2-classes'])
+def slab_elements(request):
     """Default slabs, or slabs of 2 of the 5 classes (3 uneven groups), so
     the merging of log-sum-exp, sums and arg-max across groups is tested."""
-    if request.param is not None:
-        pixels = _label().shape[1] * _label().shape[2]
-        monkeypatch.setattr(upsampled_nll_module, 'SLAB_ELEMENTS',
-                            request.param * pixels)
-        assert len(list(upsampled_nll_module._class_groups(5, pixels))) == 3
-    return request.param
+    if request.param == ops.SLAB_ELEMENTS:
+        return request.param
+    return request.param * _label().shape[1] * _label().shape[2]
 
 
 def _up(x, size, align_corners):
@@ -40,26 +31,30 @@ def _up(x, size, align_corners):
 
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_upsampled_nll_equals_cross_entropy_of_upsampled(
-        align_corners, classes_per_slab):
+        align_corners, slab_elements):
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7, 9, dtype=torch.float64, requires_grad=True)
     label = _label()
     expected = F.cross_entropy(
         _up(logits, label.shape[1:], align_corners), label,
         ignore_index=255, reduction='none')
-    actual = upsampled_nll(logits, label, 255, align_corners)
+    actual = ops.upsampled_nll(logits, label, 255, align_corners,
+                               slab_elements)
     torch.testing.assert_close(actual, expected)
     grad = torch.randn_like(expected)
     torch.testing.assert_close(
         torch.autograd.grad(actual, logits, grad)[0],
         torch.autograd.grad(expected, logits, grad)[0])
     assert torch.autograd.gradcheck(
-        lambda z: upsampled_nll(z, label, 255, align_corners), (logits, ))
+        lambda z: ops.upsampled_nll(z, label, 255, align_corners,
+                                    slab_elements), (logits, ))
 
 
 @pytest.mark.parametrize('align_corners', [False, True])
-def test_upsampled_ensemble_nll_equals_published_form(
-        align_corners, classes_per_slab):
+def test_upsampled_nll_and_argmax_equals_published_loss_classic(
+        align_corners, slab_elements):
+    """SenFormer's loss_classic: the log of the clamped ensemble, taken at
+    the small size, upsampled as logits."""
     torch.manual_seed(0)
     ensemble = sum(
         torch.randn(2, 5, 7, 9, dtype=torch.float64).mul(4).softmax(1)
@@ -67,18 +62,23 @@ def test_upsampled_ensemble_nll_equals_published_form(
     ensemble[0, 1, :3] = 1e-20  # below the clamp
     ensemble.requires_grad_()
     label = _label()
-    up = _up(ensemble, label.shape[1:], align_corners)
-    expected = F.cross_entropy(
-        torch.log(up.clamp(min=1e-15)), label, ignore_index=255,
-        reduction='none')
-    actual, prediction = upsampled_ensemble_nll(ensemble, label, 255,
-                                                align_corners)
+    log_ensemble = ensemble.clamp(min=1e-15).log()
+    up = _up(log_ensemble, label.shape[1:], align_corners)
+    expected = F.cross_entropy(up, label, ignore_index=255, reduction='none')
+    actual, prediction = ops.upsampled_nll_and_argmax(
+        log_ensemble, label, 255, align_corners, slab_elements)
     torch.testing.assert_close(actual, expected)
     assert torch.equal(prediction, up.argmax(dim=1))
+    assert not prediction.requires_grad
     grad = torch.randn_like(expected)
     torch.testing.assert_close(
-        torch.autograd.grad(actual, ensemble, grad)[0],
+        torch.autograd.grad(actual, ensemble, grad, retain_graph=True)[0],
         torch.autograd.grad(expected, ensemble, grad)[0])
+    # upsampling the ensemble first, then the log, is another loss
+    other = F.cross_entropy(
+        _up(ensemble, label.shape[1:], align_corners).clamp(min=1e-15).log(),
+        label, ignore_index=255, reduction='none')
+    assert not torch.allclose(other, expected, rtol=1e-3)
 
 
 @pytest.mark.parametrize('avg_non_ignore', [False, True])
@@ -110,13 +110,14 @@ def test_cross_entropy_loss_module(avg_non_ignore, class_weight):
 
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_upsampled_argmax_equals_argmax_of_upsampled(align_corners,
-                                                     classes_per_slab):
+                                                     slab_elements):
     torch.manual_seed(0)
     scores = torch.randn(2, 5, 7, 9)
     label = _label()
     expected = _up(scores, label.shape[1:], align_corners).argmax(dim=1)
     assert torch.equal(
-        upsampled_argmax(scores, label.shape[1:], align_corners), expected)
+        ops.upsampled_argmax(scores, label.shape[1:], align_corners,
+                             slab_elements), expected)
 
 
 def test_accuracy_upsamples_smaller_scores():

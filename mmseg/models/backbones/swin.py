@@ -14,7 +14,7 @@ from mmseg.registry import MODELS
 from ..utils.ckpt_convert import is_official_swin, swin_official_to_mmseg
 from ..utils.embed import PatchEmbed, PatchMerging
 from ..utils.swin_block import SwinBlockSequence
-from ..utils.token_layout import tokens_to_map
+from ..ops.token_layout import tokens_to_map
 
 
 @MODELS.register_module()

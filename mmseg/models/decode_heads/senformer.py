@@ -5,7 +5,8 @@ import torch
 
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, SampleList
-from ..losses import pixel_accuracy, upsampled_nll_and_argmax
+from ..losses import pixel_accuracy
+from ..ops import upsampled_nll_and_argmax
 from ..utils.learner import TransformerLearner
 from .decode_head import BaseDecodeHead
 

@@ -1,7 +1,7 @@
 """Pixel accuracy, logged next to the losses."""
 import torch
 
-from .upsampled_nll import upsampled_argmax
+from ..ops import upsampled_argmax
 
 
 def pixel_accuracy(prediction: torch.Tensor,

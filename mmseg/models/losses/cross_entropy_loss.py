@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmseg.registry import MODELS
-from .upsampled_nll import upsampled_nll
+from ..ops import upsampled_nll
 
 
 def cross_entropy(logits: torch.Tensor,

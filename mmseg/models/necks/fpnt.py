@@ -9,7 +9,8 @@ from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
 from ..utils.swin_block import SwinBlockSequence
-from ..utils.token_layout import map_to_tokens, tokens_to_map
+from .. import ops
+from ..ops.token_layout import map_to_tokens, tokens_to_map
 
 
 class TokenSwinLayer(nn.Module):
@@ -71,7 +72,7 @@ class FPNT(BaseModule):
                              f'num_outs={num_outs} but {len(in_channels)} '
                              f'in_channels were given')
         # ConvModule keeps the published keys (lateral_convs.i.conv.*);
-        # forward applies its weights through _lateral
+        # forward applies its weights through ops.pointwise_conv
         self.lateral_convs = nn.ModuleList(
             ConvModule(c, out_channels, 1, act_cfg=None)
             for c in in_channels)
@@ -87,23 +88,15 @@ class FPNT(BaseModule):
                 drop_rate=drop_rate,
                 attn_drop_rate=attn_drop_rate) for _ in in_channels)
 
-    @staticmethod
-    def _lateral(lateral: ConvModule, x: torch.Tensor) -> torch.Tensor:
-        """The 1x1 lateral projection as one batched matrix product over the
-        tokens of ``x``, which writes the channels-last output directly."""
-        conv = lateral.conv
-        tokens = torch.baddbmm(conv.bias, map_to_tokens(x),
-                               conv.weight.flatten(1).t().expand(
-                                   len(x), -1, -1))
-        return tokens_to_map(tokens, x.shape[2:])
-
     def forward(self, inputs: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Maps ``B x C_i x H_i x W_i`` -> maps ``B x out x H_i x W_i``
         (channels-last in memory)."""
-        assert len(inputs) == len(self.lateral_convs)
+        if len(inputs) != len(self.lateral_convs):
+            raise ValueError(f'FPNT expects {len(self.lateral_convs)} input '
+                             f'maps, got {len(inputs)}')
         laterals = [
-            self._lateral(conv, x)
-            for conv, x in zip(self.lateral_convs, inputs)
+            ops.pointwise_conv(x, lateral.conv.weight, lateral.conv.bias)
+            for lateral, x in zip(self.lateral_convs, inputs)
         ]
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(

@@ -7,7 +7,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
-from .gelu_linear import gelu_linear
+from .. import ops
 from .window_attention import ShiftWindowMSA
 
 
@@ -36,7 +36,7 @@ class SwinFFN(nn.Module):
         project = self.layers[1]
         if isinstance(activation, nn.GELU) and activation.approximate == \
                 'none' and (dropout.p == 0 or not self.training):
-            out = gelu_linear(expand(x), project.weight, project.bias)
+            out = ops.gelu_linear(expand(x), project.weight, project.bias)
         else:
             out = project(dropout(activation(expand(x))))
         return self.layers[2](out)

@@ -1,9 +1,9 @@
 """Window multi-head self-attention of the Swin Transformer.
 
 The single implementation used by the Swin backbone and the FPNT neck.
-Attention runs through ``F.scaled_dot_product_attention`` with the relative
-position bias (and the shift mask) as an additive float mask, so the fused
-kernels of the current device are used.
+Attention runs through :func:`mmseg.models.ops.attention` (PyTorch's fused
+kernel) with the relative position bias (and the shift mask) as an additive
+float mask, so the fused kernels of the current device are used.
 """
 from typing import Dict, Optional, Tuple
 
@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model.weight_init import trunc_normal_
+
+from .. import ops
 
 
 def relative_position_index(window_size: int) -> torch.Tensor:
@@ -138,13 +140,13 @@ class WindowMSA(nn.Module):
             q, k, v = qkv.reshape(3, B, nW * heads, N, -1).unbind(0)
             attn_mask = (mask.to(qkv.dtype).unsqueeze(1) + bias).reshape(
                 nW * heads, N, N)
-        out = F.scaled_dot_product_attention(
+        out = ops.attention(
             q,
             k,
             v,
             attn_mask=attn_mask,
-            dropout_p=self.attn_drop_rate if self.training else 0.,
-            scale=self.scale)
+            scale=self.scale,
+            dropout_p=self.attn_drop_rate if self.training else 0.)
         out = out.view(B, nW, heads, N, -1).transpose(2, 3).reshape(
             B, nW, N, C)
         return self.proj_drop(self.proj(out))

@@ -1,4 +1,5 @@
-"""Per-pixel negative log-likelihoods of bilinearly upsampled score maps.
+"""Per-pixel negative log-likelihoods (and arg-max) of bilinearly upsampled
+score maps.
 
 SenFormer's losses compare stride-4 maps with full-size labels, so each map
 is upsampled to ``K x H x W`` first. Kept for backward by autograd, these
@@ -18,6 +19,8 @@ from typing import Iterator, Tuple
 import torch
 import torch.nn.functional as F
 
+from .switch import implementation_for
+
 # elements of one upsampled slab (8 MB in float32): well below glibc's mmap
 # threshold (at most 32 MB), so freed slabs are reused without page faults;
 # fastest of 1, 4, 8, 16 and 32 MB for 150 classes at 512 x 512
@@ -35,13 +38,15 @@ def _upsample_backward(grad: torch.Tensor, input_shape,
         grad, grad.shape[2:], input_shape, align_corners, None, None)
 
 
-def _class_groups(num_classes: int, num_pixels: int) -> Iterator[slice]:
-    step = max(1, SLAB_ELEMENTS // num_pixels)
+def _class_groups(num_classes: int, num_pixels: int,
+                  slab_elements: int) -> Iterator[slice]:
+    step = max(1, slab_elements // num_pixels)
     for start in range(0, num_classes, step):
         yield slice(start, min(start + step, num_classes))
 
 
-def _slabs(maps: torch.Tensor, target: torch.Tensor, align_corners: bool):
+def _slabs(maps: torch.Tensor, target: torch.Tensor, align_corners: bool,
+           slab_elements: int):
     """Upsample one image's class maps group by group.
 
     Args:
@@ -53,7 +58,7 @@ def _slabs(maps: torch.Tensor, target: torch.Tensor, align_corners: bool):
         target's index within the slab (clamped into it) ``1 x H x W``; and
         whether the target lies in the slab, ``H x W``.
     """
-    for group in _class_groups(len(maps), target.numel()):
+    for group in _class_groups(len(maps), target.numel(), slab_elements):
         # a slice of channels-last maps (the convolution heads' output) is
         # strided in every layout, which halves the upsampling speed
         slab = _upsample(maps[None, group].contiguous(), target.shape,
@@ -85,7 +90,7 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, label, ignore_index, align_corners,
-                with_prediction):
+                with_prediction, slab_elements):
         valid = label != ignore_index
         target = label.masked_fill(~valid, 0)
         log_norm = torch.full_like(label, -torch.inf, dtype=logits.dtype)
@@ -94,8 +99,8 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
             prediction = torch.zeros_like(label)
             best = torch.full_like(log_norm, -torch.inf)
         for i in range(len(logits)):
-            for group, slab, local, inside in _slabs(logits[i], target[i],
-                                                     align_corners):
+            for group, slab, local, inside in _slabs(
+                    logits[i], target[i], align_corners, slab_elements):
                 if with_prediction:
                     _merge_argmax(slab, group, best[i], prediction[i])
                 torch.logaddexp(
@@ -104,6 +109,7 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
         nll = (log_norm - target_logit) * valid
         ctx.save_for_backward(logits, target, valid, log_norm)
         ctx.align_corners = align_corners
+        ctx.slab_elements = slab_elements
         if not with_prediction:
             return nll
         ctx.mark_non_differentiable(prediction)
@@ -116,54 +122,85 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
         grad_logits = torch.empty_like(logits)
         for i in range(len(logits)):
             for group, slab, local, inside in _slabs(
-                    logits[i], target[i], ctx.align_corners):
+                    logits[i], target[i], ctx.align_corners,
+                    ctx.slab_elements):
                 # d nll / d up = softmax(up) - one_hot(label)
                 grad_up = slab.sub_(log_norm[i]).exp_().mul_(weight[i])
                 grad_up.scatter_add_(0, local, -(weight[i] * inside)[None])
                 grad_logits[i, group] = _upsample_backward(
                     grad_up[None], (1, len(grad_up)) + logits.shape[2:],
                     ctx.align_corners)[0]
-        return grad_logits, None, None, None, None
+        return grad_logits, None, None, None, None, None
 
 
 @torch.no_grad()
-def upsampled_argmax(scores: torch.Tensor, size,
-                     align_corners: bool = False) -> torch.Tensor:
+def upsampled_argmax(scores: torch.Tensor,
+                     size,
+                     align_corners: bool = False,
+                     slab_elements: int = SLAB_ELEMENTS) -> torch.Tensor:
     """Arg-max class of ``B x K x h x w`` scores upsampled to ``size``,
-    ``B x H x W``, without the ``B x K x H x W`` map."""
+    ``B x H x W``; the fast implementations never hold the
+    ``B x K x H x W`` map."""
+    if implementation_for(scores) == 'reference':
+        return _upsample(scores, size, align_corners).argmax(dim=1)
     argmax = scores.new_zeros((len(scores), ) + tuple(size), dtype=torch.long)
     best = torch.full_like(argmax, -torch.inf, dtype=scores.dtype)
     target = argmax[0]  # only its shape is used
     for i in range(len(scores)):
-        for group, slab, _, _ in _slabs(scores[i], target, align_corners):
+        for group, slab, _, _ in _slabs(scores[i], target, align_corners,
+                                        slab_elements):
             _merge_argmax(slab, group, best[i], argmax[i])
     return argmax
+
+
+def plain_upsampled_nll(logits: torch.Tensor,
+                        label: torch.Tensor,
+                        ignore_index: int = 255,
+                        align_corners: bool = False) -> torch.Tensor:
+    """``F.cross_entropy(upsample(logits), label, reduction='none')``:
+    ``B x H x W``, 0 at ignored pixels."""
+    return F.cross_entropy(
+        _upsample(logits, label.shape[1:], align_corners),
+        label,
+        ignore_index=ignore_index,
+        reduction='none')
 
 
 def upsampled_nll(logits: torch.Tensor,
                   label: torch.Tensor,
                   ignore_index: int = 255,
-                  align_corners: bool = False) -> torch.Tensor:
-    """Cross-entropy per pixel of logits upsampled to the label size.
+                  align_corners: bool = False,
+                  slab_elements: int = SLAB_ELEMENTS) -> torch.Tensor:
+    """Cross-entropy per pixel of logits upsampled to the label size; equals
+    :func:`plain_upsampled_nll` in value and gradient.
 
     Args:
         logits: ``B x K x h x w``.
         label: ``B x H x W`` int64.
+        slab_elements: size of the upsampled slabs of the fast path.
 
     Returns:
-        Tensor: ``B x H x W``, 0 at ignored pixels; equal to
-        ``F.cross_entropy(upsample(logits), label, reduction='none')``.
+        Tensor: ``B x H x W``, 0 at ignored pixels.
     """
+    if implementation_for(logits) == 'reference':
+        return plain_upsampled_nll(logits, label, ignore_index, align_corners)
     return _UpsampledLogitsNLL.apply(logits, label, ignore_index,
-                                     align_corners, False)
+                                     align_corners, False, slab_elements)
 
 
 def upsampled_nll_and_argmax(
         logits: torch.Tensor,
         label: torch.Tensor,
         ignore_index: int = 255,
-        align_corners: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        align_corners: bool = False,
+        slab_elements: int = SLAB_ELEMENTS
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """:func:`upsampled_nll` and, from the same slabs, the arg-max class
     of the upsampled logits, ``B x H x W`` (not differentiable)."""
+    if implementation_for(logits) == 'reference':
+        up = _upsample(logits, label.shape[1:], align_corners)
+        nll = F.cross_entropy(
+            up, label, ignore_index=ignore_index, reduction='none')
+        return nll, up.detach().argmax(dim=1)
     return _UpsampledLogitsNLL.apply(logits, label, ignore_index,
-                                     align_corners, True)
+                                     align_corners, True, slab_elements)

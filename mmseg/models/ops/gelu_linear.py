@@ -10,6 +10,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from .switch import implementation_for
+
 
 class _GeluLinear(torch.autograd.Function):
 
@@ -40,10 +42,19 @@ class _GeluLinear(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias
 
 
+def plain_gelu_linear(hidden: torch.Tensor,
+                      weight: torch.Tensor,
+                      bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(F.gelu(hidden), weight, bias)`` (exact GELU)."""
+    return F.linear(F.gelu(hidden), weight, bias)
+
+
 def gelu_linear(hidden: torch.Tensor,
                 weight: torch.Tensor,
                 bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``F.linear(F.gelu(hidden), weight, bias)`` (exact GELU)."""
-    if not torch.is_grad_enabled():
-        return F.linear(F.gelu(hidden), weight, bias)
+    """Equals :func:`plain_gelu_linear` in value and gradient; the fast
+    implementations keep only ``hidden`` for backward."""
+    if not torch.is_grad_enabled() or \
+            implementation_for(hidden) == 'reference':
+        return plain_gelu_linear(hidden, weight, bias)
     return _GeluLinear.apply(hidden, weight, bias)

@@ -1,0 +1,48 @@
+"""The operations the models are built from, each a plain reference
+implementation beside faster ones equal to it in value and gradient, chosen
+by one switch (:mod:`.switch`): ``MMSEG_OPS=reference|sdpa|cpu|auto``,
+:func:`set_implementation`, or ``with implementation(name):``.
+
+========================  =============================  ====================
+operation                 reference                      fast
+========================  =============================  ====================
+:func:`attention`         :func:`plain_attention`        SDPA
+:func:`cross_attention_   :func:`plain_attention`        SDPA; CPU:
+kv`                                                      :func:`key_block_attention`
+:func:`cross_attention`   :func:`plain_projected_        SDPA + recomputed
+                          attention`                     keys/values; CPU:
+                                                         :func:`token_block_attention`
+:func:`recompute_keys_    keeps them                     saved-tensor hooks
+values`
+:func:`gelu_linear`       :func:`plain_gelu_linear`      GELU recomputed
+:func:`upsampled_nll`     :func:`plain_upsampled_nll`    slab-wise, fused
+:func:`pointwise_conv`    ``F.conv2d``                   batched product on
+                                                         tokens
+========================  =============================  ====================
+"""
+from .attention import (KEY_BLOCK, KeysValues, attention, cross_attention,
+                        cross_attention_kv, key_block_attention,
+                        plain_attention, plain_projected_attention,
+                        project_keys_values, token_block_attention)
+from .gelu_linear import gelu_linear, plain_gelu_linear
+from .pointwise_conv import pointwise_conv
+from .recompute import recompute_keys_values
+from .switch import (ENV_VARIABLE, IMPLEMENTATIONS, chosen_implementation,
+                     implementation, implementation_for, set_implementation)
+from .token_layout import map_to_tokens, tokens_to_map
+from .upsampled_losses import (SLAB_ELEMENTS, plain_upsampled_nll,
+                               upsampled_argmax, upsampled_nll,
+                               upsampled_nll_and_argmax)
+
+__all__ = [
+    'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK', 'KeysValues',
+    'SLAB_ELEMENTS', 'attention', 'chosen_implementation', 'cross_attention',
+    'cross_attention_kv',
+    'gelu_linear', 'implementation', 'implementation_for',
+    'key_block_attention', 'map_to_tokens',
+    'plain_attention', 'plain_gelu_linear', 'plain_projected_attention',
+    'plain_upsampled_nll', 'pointwise_conv', 'project_keys_values',
+    'recompute_keys_values', 'set_implementation', 'token_block_attention',
+    'tokens_to_map', 'upsampled_argmax', 'upsampled_nll',
+    'upsampled_nll_and_argmax'
+]
