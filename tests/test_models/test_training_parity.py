@@ -6,8 +6,8 @@ global gradient norm, fingerprints of a few parameters' gradients, the
 optimizer's parameter groups, the learning rate at chosen iterations and
 the gradient clipping. The step is replayed here with the same
 deterministic weights and batch, on the default (fast) path and on the
-plain path (whole-key attention, keys and values kept for backward, and the
-losses written as the published formulas over upsampled maps).
+plain path (the reference operations, :mod:`mmseg.models.ops`, with the
+decode losses written here as the published formulas over upsampled maps).
 """
 import os.path as osp
 import warnings
@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.structures import PixelData
 
-from mmseg.models.utils.attention import reference_attention
+from mmseg.models import ops
 from mmseg.registry import PARAM_SCHEDULERS
 from mmseg.structures import SegDataSample
 from tests.conftest import REFERENCE_OUTPUTS, REPO_ROOT, load_detw
@@ -108,7 +108,7 @@ def _step(case: dict, path: str):
     if path == 'fast':
         losses = model.loss(img, samples)
     else:
-        with reference_attention():
+        with ops.implementation('reference'):
             losses = model.loss(img, samples)
             decode = _plain_decode_losses(model, img, label)
         losses.update({f'decode.{k}': v for k, v in decode.items()})
