@@ -250,3 +250,98 @@ def test_second_run_in_a_work_dir_is_refused_and_a_dead_runs_lock_taken(
     assert f'resuming from the latest checkpoint {work}/iter_1.pth' in out
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
     assert 'train.lock' not in listing(work)
+
+
+def test_signal_to_dist_train_sh_reaches_the_training_process(data,
+                                                              tmp_path):
+    """SIGTERM to the script (what a scheduler or ``kill`` sends) goes
+    through torchrun to the training process: it stops with a checkpoint
+    and the script exits with 75."""
+    cfg = _pause_config(tmp_path, data, at=2, iters=3, interval=10)
+    work = tmp_path / 'work'
+    log = tmp_path / 'dist.log'
+    proc = subprocess.Popen(
+        ['bash', DIST_TRAIN, cfg, '1', '--work-dir', str(work)],
+        env=dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+                 PYTHONPATH=_env_path(tmp_path), PAUSE_DIR=str(tmp_path),
+                 PORT=str(_free_port())),
+        stdout=open(log, 'w'), stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    try:
+        marker = tmp_path / 'iteration_2_rank0'
+        assert _wait_for(marker, proc, log) != proc.pid
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)  # torchrun passes it on
+        _release(marker)
+        code = proc.wait(240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = _tail(log, 10**7)
+    assert code == EXIT_PREEMPTED, output[-3000:]
+    checkpoint = str(work / 'iter_2.pth')
+    assert 'stopped after iteration 2 on SIGTERM' in output, output[-3000:]
+    assert f'dist_train.sh: preempted; checkpoint {checkpoint}' in output
+    assert (work / 'last_checkpoint').read_text() == checkpoint
+
+
+# Stand-ins for Slurm's commands: srun records its options and runs the
+# task as Slurm would (one task, its variables set); scontrol records what
+# it was asked to do.
+FAKE_SRUN = '''#!/usr/bin/env bash
+echo "$@" > "$FAKE_SLURM_LOG/srun_args"
+while [ "$1" != python ]; do shift; done
+export SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0 \\
+  SLURM_NODELIST=localhost MASTER_ADDR=127.0.0.1
+exec "$@"
+'''
+FAKE_SCONTROL = '''#!/usr/bin/env bash
+echo "$@" >> "$FAKE_SLURM_LOG/scontrol_calls"
+'''
+
+
+def test_slurm_train_sh_requeues_a_preempted_job_which_resumes(
+        data, tmp_path):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    cfg = _pause_config(tmp_path, data, at=2, iters=3, interval=10)
+    work = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+               PYTHONPATH=_env_path(tmp_path), FAKE_SLURM_LOG=str(tmp_path),
+               PATH=str(bin_dir) + os.pathsep + os.environ['PATH'],
+               SLURM_JOB_ID='4242', MASTER_PORT=str(_free_port()))
+    command = ['bash', os.path.join(REPO_ROOT, 'tools', 'slurm_train.sh'),
+               'gpu', 'job', cfg, '--work-dir', str(work)]
+
+    log = tmp_path / 'first.log'
+    first = subprocess.Popen(command, env=dict(env, PAUSE_DIR=str(tmp_path)),
+                             stdout=open(log, 'w'), stderr=subprocess.STDOUT,
+                             cwd=str(tmp_path))
+    try:
+        marker = tmp_path / 'iteration_2_rank0'
+        task = _wait_for(marker, first, log)
+        os.kill(task, signal.SIGUSR1)  # Slurm signals every task
+        _release(marker)
+        code = first.wait(240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    output = _tail(log, 10**7)
+    assert code == EXIT_PREEMPTED, output[-3000:]
+    assert '--signal=USR1@120' in (tmp_path / 'srun_args').read_text()
+    assert (tmp_path / 'scontrol_calls').read_text() == 'requeue 4242\n'
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_2.pth')
+    assert not list(tmp_path.glob('.mmseg_preempted.*'))
+
+    # the requeued job: same command, Slurm counts the restart
+    log = tmp_path / 'requeued.log'
+    requeued = subprocess.run(command, env=dict(env, SLURM_RESTART_COUNT='1'),
+                              stdout=open(log, 'w'), stderr=subprocess.STDOUT,
+                              cwd=str(tmp_path), timeout=300)
+    output = _tail(log, 10**7)
+    assert requeued.returncode == 0, output[-3000:]
+    assert f'resuming from the latest checkpoint {work}/iter_2.pth' in output
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_3.pth')
+    assert (tmp_path / 'scontrol_calls').read_text() == 'requeue 4242\n'

@@ -186,6 +186,14 @@ class PreemptionHook(Hook):
                 os.path.join(runner.work_dir, 'last_checkpoint'), path)
         return path
 
+    @staticmethod
+    def _report(path: str) -> None:
+        """Tell the launch script (``$MMSEG_PREEMPTED_FILE``) which
+        checkpoint the stop saved."""
+        preempted_file = os.environ.get(PREEMPTED_FILE_ENV)
+        if preempted_file:
+            atomic_write_text(preempted_file, path + '\n')
+
     def after_train_iter(self,
                          runner,
                          batch_idx: int,
@@ -202,6 +210,10 @@ class PreemptionHook(Hook):
         error, path = None, None
         try:
             path = self._save(runner, step)
+            if is_main_process():
+                # before the agreement below: a launcher that ends the job
+                # once the first rank exits must still find it
+                self._report(path)
         except Exception as e:  # noqa: B902 (reported after the agreement)
             error = e
         # the other ranks must not exit before rank 0 has saved, nor wait
@@ -213,9 +225,8 @@ class PreemptionHook(Hook):
             raise SaveError(
                 f'stopping after iteration {step}: rank 0 could not save the '
                 'checkpoint (its error line says why)')
-        preempted_file = os.environ.get(PREEMPTED_FILE_ENV)
-        if preempted_file and os.environ.get('LOCAL_RANK', '0') == '0':
-            atomic_write_text(preempted_file, path + '\n')
+        if not is_main_process() and os.environ.get('LOCAL_RANK') == '0':
+            self._report(path)  # for the launch script of each other node
         message = (f'stopped after iteration {step} {why}; checkpoint {path} '
                    'saved, continue with --resume')
         runner.logger.warning(message)
