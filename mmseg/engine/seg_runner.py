@@ -23,7 +23,7 @@ from .atomic_io import SaveError, commit, describe_os_error, temporary_name
 from .checkpoint import load_state_dict_checked, read_checkpoint
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from .hooks import (CheckFiniteLossHook, IterSeedHook, NonFiniteError,
-                    PreemptionHook, SegCheckpointHook)
+                    PreemptionHook, SegCheckpointHook, TrainingPreempted)
 from .hooks.finite_loss_hook import first_non_finite_tensor
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
@@ -180,6 +180,17 @@ class SegRunner(Runner):
         lock = self._lock_work_dir()
         try:
             return super().train()
+        except TrainingPreempted:
+            # the process is about to exit: a further signal (while the
+            # ranks say goodbye) must not turn the exit status into 143
+            raise
+        except BaseException:
+            # a failed run leaves the process's signals as they were (only
+            # a finished one calls after_train)
+            for hook in self._hooks:
+                if isinstance(hook, PreemptionHook):
+                    hook.restore()
+            raise
         finally:
             if lock is not None:
                 lock.release()
