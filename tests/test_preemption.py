@@ -345,3 +345,57 @@ def test_slurm_train_sh_requeues_a_preempted_job_which_resumes(
     assert f'resuming from the latest checkpoint {work}/iter_2.pth' in output
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_3.pth')
     assert (tmp_path / 'scontrol_calls').read_text() == 'requeue 4242\n'
+
+
+SELF_SIGNAL_MODULE = '''
+import os
+import signal
+
+from mmengine.hooks import Hook
+
+from mmseg.registry import HOOKS
+
+
+@HOOKS.register_module(force=True)
+class SignalSelfHook(Hook):
+    """Send ``name`` to this process during iteration ``at``."""
+
+    def __init__(self, name, at=1):
+        self.name, self.at = name, at
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 == self.at:
+            os.kill(os.getpid(), getattr(signal, self.name))
+'''
+
+
+def test_stop_signals_option_chooses_the_signal(data, tmp_path, capsys,
+                                                monkeypatch):
+    (tmp_path / 'signal_self.py').write_text(SELF_SIGNAL_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = {s: signal.getsignal(s)
+                for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        code, err, _ = train(
+            data, tmp_path, capsys, '--stop-signals', 'USR2', iters=3,
+            interval=10,
+            extra="custom_imports = dict(imports=['signal_self'])\n"
+            "custom_hooks = [dict(type='SignalSelfHook', name='SIGUSR2')]\n")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert code == EXIT_PREEMPTED, err
+    work = tmp_path / 'work'
+    assert 'preempted: stopped after iteration 1 on SIGUSR2' in err
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_1.pth')
+
+
+@pytest.mark.parametrize('name,message', [
+    ('SIGKILL', 'SIGKILL cannot be caught'),
+    ('SIGNOPE', "unknown signal 'SIGNOPE'"),
+])
+def test_stop_signals_option_rejects_bad_names(data, tmp_path, capsys, name,
+                                               message):
+    code, err, _ = train(data, tmp_path, capsys, '--stop-signals', name)
+    assert code == 2
+    assert f'--stop-signals: {message}' in error_line(err)
