@@ -8,18 +8,16 @@ import hashlib
 import http.server
 import os
 import os.path as osp
-import shutil
 import threading
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
 from mmseg.engine import atomic_io
 # the autouse fixture resets torch and mmengine state after each test
 from test_reliability import _keep_torch_global_state  # noqa: F401
-from test_reliability import (TEST, TOY_CONFIG, TRAIN, error_line,
+from test_reliability import (TEST, TOY_CONFIG, error_line,
                               generate_toy, load_tool, run_tool, snapshot,
                               toy_root, toy_state, train, write_config)
 

@@ -135,8 +135,10 @@ def set_stop_signals(cfg: Config, names) -> None:
         except ValueError as e:
             from mmseg.utils.cli import ConfigError
             raise ConfigError(f'--stop-signals: {e}') from None
-    hooks = [h for h in cfg.get('custom_hooks', None) or []
-             if h.get('type') not in ('PreemptionHook', 'mmseg.PreemptionHook')]
+    hooks = [
+        h for h in cfg.get('custom_hooks', None) or []
+        if h.get('type') not in ('PreemptionHook', 'mmseg.PreemptionHook')
+    ]
     hooks.append(dict(type='PreemptionHook', signals=signals))
     cfg.custom_hooks = hooks
 
