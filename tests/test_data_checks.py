@@ -203,11 +203,10 @@ def _publish(folder, name, obj):
 
 @pytest.fixture
 def hub_dir(tmp_path, monkeypatch):
+    # torch.hub's directory follows TORCH_HOME unless set_dir() fixed it
+    monkeypatch.setattr(torch.hub, '_hub_dir', None)
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / 'torch_home' / 'hub'))
-    yield tmp_path / 'torch_home' / 'hub' / 'checkpoints'
-    torch.hub.set_dir(previous)
+    return tmp_path / 'torch_home' / 'hub' / 'checkpoints'
 
 
 @pytest.mark.parametrize('damage', ['swapped', 'garbage', 'not_tensors'])

@@ -369,16 +369,29 @@ class SignalSelfHook(Hook):
 '''
 
 
+@pytest.mark.parametrize('interval', [1, 10])
 def test_stop_signals_option_chooses_the_signal(data, tmp_path, capsys,
-                                                monkeypatch):
+                                                monkeypatch, interval):
+    """SIGUSR2 stops the run at iteration 1; when the periodic checkpoint
+    of that iteration was just written (interval 1) it is not written
+    twice."""
+    from mmseg.engine import SegRunner
     (tmp_path / 'signal_self.py').write_text(SELF_SIGNAL_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    saved = []
+    real_save = SegRunner.save_checkpoint
+
+    def save_checkpoint(self, out_dir, filename, *args, **kwargs):
+        saved.append(filename)
+        return real_save(self, out_dir, filename, *args, **kwargs)
+
+    monkeypatch.setattr(SegRunner, 'save_checkpoint', save_checkpoint)
     previous = {s: signal.getsignal(s)
                 for s in (signal.SIGUSR2, signal.SIGTERM, signal.SIGUSR1)}
     try:
         code, err, _ = train(
             data, tmp_path, capsys, '--stop-signals', 'USR2', iters=3,
-            interval=10,
+            interval=interval,
             extra="custom_imports = dict(imports=['signal_self'])\n"
             "custom_hooks = [dict(type='SignalSelfHook', name='SIGUSR2')]\n")
     finally:
@@ -388,6 +401,7 @@ def test_stop_signals_option_chooses_the_signal(data, tmp_path, capsys,
     work = tmp_path / 'work'
     assert 'preempted: stopped after iteration 1 on SIGUSR2' in err
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_1.pth')
+    assert saved == ['iter_1.pth']
 
 
 @pytest.mark.parametrize('name,message', [
