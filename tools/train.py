@@ -2,10 +2,16 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
         [--auto-scale-lr] [--accumulate N] [--cfg-options KEY=VALUE ...]
-        [--launcher none|pytorch|slurm|mpi] [--debug]
+        [--launcher none|pytorch|slurm|mpi] [--check-data]
+        [--stop-signals SIG ...] [--debug]
 
 Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun)
 or ``tools/slurm_train.sh``; without CUDA the processes use gloo on CPU.
+
+On SIGTERM or SIGUSR1 (``--stop-signals``) every rank stops after the
+current iteration, rank 0 saves a checkpoint and the run exits with status
+75 (``EXIT_PREEMPTED``); ``--resume`` continues from it. A second run in the
+same work dir is refused while the first one lives.
 """
 import argparse
 import os
@@ -60,6 +66,23 @@ def parse_args(argv=None):
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--check-data',
+        action='store_true',
+        help='first read every image and label map of the train and val '
+        'sets and stop, listing every problem, if any is broken')
+    parser.add_argument(
+        '--check-data-workers',
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help='worker processes of --check-data (default: min(8, CPUs))')
+    parser.add_argument(
+        '--stop-signals',
+        nargs='+',
+        metavar='SIG',
+        help='signals that stop training after the current iteration with a '
+        'checkpoint (default: SIGTERM SIGUSR1; "none" to die on them '
+        'instead)')
     # torchrun < 2.0 passes --local-rank; newer ones set LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_argument(parser)
@@ -117,12 +140,50 @@ def build_config(args) -> Config:
         cfg.resume = True
         cfg.load_from = args.resume
     add_tensorboard(cfg)
+    if args.stop_signals is not None:
+        set_stop_signals(cfg, args.stop_signals)
     return cfg
+
+
+def set_stop_signals(cfg: Config, names) -> None:
+    """Make the run's PreemptionHook stop on ``names`` (none: on none)."""
+    from mmseg.engine.hooks import parse_signal
+    signals = [] if [n.lower() for n in names] == ['none'] else list(names)
+    for name in signals:
+        try:
+            parse_signal(name)
+        except ValueError as e:
+            from mmseg.utils.cli import ConfigError
+            raise ConfigError(f'--stop-signals: {e}') from None
+    hooks = [
+        h for h in cfg.get('custom_hooks', None) or []
+        if h.get('type') not in ('PreemptionHook', 'mmseg.PreemptionHook')
+    ]
+    hooks.append(dict(type='PreemptionHook', signals=signals))
+    cfg.custom_hooks = hooks
+
+
+def check_data(cfg: Config, args) -> None:
+    """``--check-data``: scan the datasets (on rank 0 only; the other
+    ranks wait for it in the process group set-up)."""
+    if os.environ.get('RANK', os.environ.get('SLURM_PROCID', '0')) != '0':
+        return
+    from mmseg.datasets import DatasetError
+    from mmseg.datasets.label_scan import scan_config
+    problems, _ = scan_config(cfg, ('train', 'val'),
+                              workers=args.check_data_workers,
+                              progress=sys.stdout.isatty())
+    if problems:
+        raise DatasetError(
+            f'--check-data: {problems} problem(s) in the datasets of '
+            f'{args.config} (listed above); training was not started')
+    print('--check-data: no problems found', flush=True)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.engine import SegRunner, close_dist
+    from mmseg.engine import (EXIT_PREEMPTED, SegRunner, TrainingPreempted,
+                              close_dist)
     from mmseg.utils import register_all_modules
     from mmseg.utils.pretrained import ensure_pretrained
     register_all_modules(init_default_scope=False)
@@ -130,8 +191,18 @@ def main(argv=None):
     # missing backbone weights fail now, in one line saying how to get
     # them, rather than after the datasets are built
     ensure_pretrained(cfg.model)
+    if args.check_data:
+        check_data(cfg, args)
     runner = SegRunner.from_cfg(cfg)
-    runner.train()
+    try:
+        runner.train()
+    except TrainingPreempted as stop:
+        rank = os.environ.get('RANK')
+        world = os.environ.get('WORLD_SIZE', '1')
+        who = f' (rank {rank})' if rank is not None and world != '1' else ''
+        print(f'preempted{who}: {stop}', file=sys.stderr, flush=True)
+        close_dist()
+        return EXIT_PREEMPTED
     close_dist()
 
 

@@ -212,6 +212,8 @@ def load_from_http_safe(filename: str, map_location=None):
 
     from mmengine.dist import barrier, get_dist_info
 
+    from mmseg.utils.download_check import verify_checkpoint_file
+
     cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
     cached = osp.join(cache_dir, osp.basename(urlparse(filename).path))
     rank, world_size = get_dist_info()
@@ -219,10 +221,22 @@ def load_from_http_safe(filename: str, map_location=None):
         os.makedirs(cache_dir, exist_ok=True)
         # downloads to a temporary file and moves it: no half-written cache
         torch.hub.download_url_to_file(filename, cached, progress=False)
+        # size and the sha256 of the name here; the structure is checked
+        # by the loading below
+        verify_checkpoint_file(cached, source=filename,
+                               check_structure=False)
     if world_size > 1:
         barrier()
-    return safe_torch_load(cached, map_location=map_location,
-                           name=f'{filename} (cached as {cached})')
+    try:
+        return safe_torch_load(cached, map_location=map_location,
+                               name=f'{filename} (cached as {cached})')
+    except NotACheckpointError as e:
+        if rank != 0 or not osp.isfile(cached):
+            raise
+        os.remove(cached)  # else every later run would fail on it again
+        raise NotACheckpointError(
+            f'{e}; removed {cached} from the cache, run again to download '
+            'it anew') from None
 
 
 _installed = False

@@ -23,11 +23,12 @@ from .atomic_io import SaveError, commit, describe_os_error, temporary_name
 from .checkpoint import load_state_dict_checked, read_checkpoint
 from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from .hooks import (CheckFiniteLossHook, IterSeedHook, NonFiniteError,
-                    SegCheckpointHook)
+                    PreemptionHook, SegCheckpointHook, TrainingPreempted)
 from .hooks.finite_loss_hook import first_non_finite_tensor
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
 from .watched_dataloader import WatchedDataLoader
+from .work_dir_lock import WorkDirBusyError, WorkDirLock, describe_owner
 
 #: seconds a training dataloader may wait for a batch from its workers
 #: before failing (a hung worker must not stall the run forever); set
@@ -76,7 +77,12 @@ class SegRunner(Runner):
       of the work dir, even when ``last_checkpoint`` is missing or stale;
     * dataloaders with workers get a ``timeout`` for hung workers (default
       :data:`DEFAULT_DATALOADER_TIMEOUT_S`) and still fail within seconds
-      when a worker dies (:class:`~mmseg.engine.WatchedDataLoader`).
+      when a worker dies (:class:`~mmseg.engine.WatchedDataLoader`);
+    * :class:`~mmseg.engine.hooks.PreemptionHook` stops every rank after
+      the same iteration on SIGTERM/SIGUSR1 and saves a checkpoint;
+    * :meth:`train` holds the work dir's lock
+      (:class:`~mmseg.engine.WorkDirLock`): a second run in the same work
+      dir is refused, the lock of a dead run is taken over.
     """
 
     def setup_env(self, env_cfg: Dict) -> None:
@@ -104,8 +110,9 @@ class SegRunner(Runner):
             default_hooks: Optional[Dict[str, Union[Hook, Dict]]] = None,
             custom_hooks: Optional[List[Union[Hook, Dict]]] = None) -> None:
         """mmengine's hooks, with ``CheckpointHook`` replaced by
-        :class:`SegCheckpointHook` and :class:`CheckFiniteLossHook` and
-        :class:`IterSeedHook` added unless the config lists them."""
+        :class:`SegCheckpointHook` and :class:`CheckFiniteLossHook`,
+        :class:`IterSeedHook` and :class:`PreemptionHook` added unless the
+        config lists them."""
         default_hooks = dict(default_hooks or {})
         # mmengine's default when the config names none: every epoch/iter
         checkpoint = default_hooks.get('checkpoint',
@@ -116,7 +123,7 @@ class SegRunner(Runner):
             args = {k: v for k, v in checkpoint.items() if k != 'type'}
             default_hooks['checkpoint'] = SegCheckpointHook(**args)
         super().register_hooks(default_hooks, custom_hooks)
-        for hook_cls in (CheckFiniteLossHook, IterSeedHook):
+        for hook_cls in (CheckFiniteLossHook, IterSeedHook, PreemptionHook):
             if not any(isinstance(h, hook_cls) for h in self._hooks):
                 self.register_hook(hook_cls())
 
@@ -137,6 +144,56 @@ class SegRunner(Runner):
             # of the subclass differs
             loader.__class__ = WatchedDataLoader
         return loader
+
+    # ------------------------------------------------------------------
+    # one run per work dir
+
+    def _lock_work_dir(self) -> Optional[WorkDirLock]:
+        """Rank 0 locks the work dir; every rank learns the outcome (so a
+        refused run ends on all ranks at once)."""
+        from mmengine.dist import broadcast_object_list
+        lock, outcome = None, [None, None]
+        if self.rank == 0:
+            lock = WorkDirLock(self.work_dir)
+            try:
+                outcome[1] = lock.acquire()
+            except WorkDirBusyError as e:
+                outcome[0] = str(e)
+                lock = None
+        if self.distributed:
+            broadcast_object_list(outcome, src=0)
+        busy, stale = outcome
+        if busy:
+            raise WorkDirBusyError(busy)
+        if stale is not None:
+            self.logger.warning(
+                f'took over the lock of {self.work_dir} from a run that is no '
+                f'longer running ({describe_owner(stale)})')
+        return lock
+
+    def train(self) -> nn.Module:
+        """mmengine's ``train`` holding the work dir's lock.
+
+        Raises:
+            WorkDirBusyError: another live run trains in this work dir.
+        """
+        lock = self._lock_work_dir()
+        try:
+            return super().train()
+        except TrainingPreempted:
+            # the process is about to exit: a further signal (while the
+            # ranks say goodbye) must not turn the exit status into 143
+            raise
+        except BaseException:
+            # a failed run leaves the process's signals as they were (only
+            # a finished one calls after_train)
+            for hook in self._hooks:
+                if isinstance(hook, PreemptionHook):
+                    hook.restore()
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
 
     # ------------------------------------------------------------------
     # saving

@@ -404,7 +404,8 @@ def explain(exc: BaseException) -> Explanation:
     """One message (a line, or a line plus indented details) for ``exc``,
     the exit status, and whether it is known bad input."""
     from mmseg.datasets.errors import DatasetError
-    from mmseg.engine import CheckpointError, NonFiniteError, SaveError
+    from mmseg.engine import (CheckpointError, NonFiniteError, SaveError,
+                              WorkDirBusyError)
 
     # PyTorch reports a dead dataloader worker by raising from its SIGCHLD
     # handler wherever the main process is, so the error can arrive wrapped
@@ -438,7 +439,7 @@ def explain(exc: BaseException) -> Explanation:
                 f'{match.group("args")}, which the config does not give',
                 EXIT_USAGE, True)
     if isinstance(exc, (DatasetError, CheckpointError, NonFiniteError,
-                        SaveError)):
+                        SaveError, WorkDirBusyError)):
         return Explanation(text, EXIT_FAILURE, True)
     if isinstance(exc, OSError) and exc.filename and exc.strerror and \
             not isinstance(exc, DatasetError):

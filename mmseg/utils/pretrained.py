@@ -20,6 +20,9 @@ import urllib.error
 import urllib.request
 from typing import Mapping, Optional
 
+from .download_check import (checkpoint_problem, hash_in_name,
+                             verify_checkpoint_file)
+
 #: seconds without an answer before a download is given up
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -87,20 +90,26 @@ def cached_file(url: str) -> str:
                     osp.basename(urlparse(url).path))
 
 
-def _download(url: str, filename: str) -> None:
-    """``url`` -> ``filename`` through a temporary file (no half file)."""
+def _download(url: str, filename: str) -> Optional[int]:
+    """``url`` -> ``filename`` through a temporary file (no half file).
+
+    Returns:
+        The size the server announced (``Content-Length``), if it did.
+    """
     directory = osp.dirname(filename)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix='.part')
     try:
         with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(
                 url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            announced = response.headers.get('Content-Length')
             for block in iter(lambda: response.read(1 << 20), b''):
                 out.write(block)
         os.replace(tmp, filename)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+    return int(announced) if announced and announced.isdigit() else None
 
 
 def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
@@ -115,9 +124,15 @@ def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
         The local file (or the URL on local ranks other than 0), or None
         when the config loads no pre-trained weights.
 
+    A downloaded file (and one found in the cache) is verified first
+    (:func:`~mmseg.utils.download_check.verify_checkpoint_file`: size, the
+    sha256 in its name, a weights-only state dict of tensors); a bad cached
+    file is downloaded again, a bad download removed and named.
+
     Raises:
         PretrainedNotFoundError: a missing local file, or a URL that could
             not be downloaded; the message says how to get the file.
+        BadDownloadError: the downloaded file failed verification.
     """
     name = pretrained_of(model_cfg)
     if not name:
@@ -129,16 +144,25 @@ def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
     if not url.startswith(('http://', 'https://')):
         return name  # a scheme of another loader: leave it to mmengine
     target = cached_file(url)
-    if osp.isfile(target) or os.environ.get('LOCAL_RANK', '0') != '0':
+    if os.environ.get('LOCAL_RANK', '0') != '0':
         return target if osp.isfile(target) else name
+    if osp.isfile(target):
+        # a cache filled by an older, unchecked download may hold anything
+        problem = checkpoint_problem(target, sha256=hash_in_name(url))
+        if problem is None:
+            return target
+        os.remove(target)
+        print(f'{target} in the cache is bad ({problem}): removed it, '
+              'downloading it again', flush=True)
     label = name if name == url else f'{name} ({url})'
     print(f'downloading {label} to {target}', flush=True)
     try:
-        _download(url, target)
+        size = _download(url, target)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, 'reason', None) or e
         raise PretrainedNotFoundError(
             f'could not download {label}: {reason}; without internet access '
             f'copy {osp.basename(target)} into {osp.dirname(target)}, or set '
             '--cfg-options model.pretrained=/path/to/weights.pth') from None
+    verify_checkpoint_file(target, source=url, size=size)
     return target

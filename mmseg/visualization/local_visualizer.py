@@ -177,8 +177,15 @@ class SegLocalVisualizer(Visualizer):
             folder = osp.dirname(out_file)
             if folder:
                 os.makedirs(folder, exist_ok=True)
-            if not cv2.imwrite(out_file, drawing[..., ::-1]):
-                raise OSError(f'could not write {out_file!r}')
+            ok, encoded = cv2.imencode(
+                osp.splitext(out_file)[1] or '.png', drawing[..., ::-1])
+            if not ok:
+                raise OSError(f'could not encode {out_file!r} (unknown '
+                              'image format?)')
+            # all or nothing: a full disk or a kill leaves no half image;
+            # imported here as mmseg.engine imports this module
+            from mmseg.engine.atomic_io import atomic_write
+            atomic_write(out_file, lambda f: f.write(encoded.tobytes()))
         else:
             self.add_image(name, drawing, step)
         return drawing

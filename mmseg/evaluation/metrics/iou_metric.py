@@ -195,7 +195,11 @@ class IoUMetric(BaseMetric):
             pred = pred + 1
         stem = osp.splitext(osp.basename(meta.get('img_path') or 'image'))[0]
         path = osp.join(self.output_dir, stem + '.png')
-        Image.fromarray(pred.astype(np.uint8)).save(path)
+        # all or nothing: a full disk or a kill leaves no half png; imported
+        # here as mmseg.engine imports the metrics' users
+        from mmseg.engine.atomic_io import atomic_write
+        image = Image.fromarray(pred.astype(np.uint8))
+        atomic_write(path, lambda f: image.save(f, format='PNG'))
         self._saved.append(path)
 
     def evaluate(self, size: int) -> dict:
