@@ -79,3 +79,17 @@ def test_with_cp_same_gradients():
     sum(o.sum() for o in checkpointed(x)).backward()
     torch.testing.assert_close(plain.layer1[0].conv1.weight.grad,
                                checkpointed.layer1[0].conv1.weight.grad)
+
+
+@pytest.mark.parametrize('kwargs, culprit', [
+    (dict(num_stages=5), 'num_stages'),
+    (dict(num_stages=3, strides=(1, 2, 2), dilations=(1, 1, 1),
+          out_indices=(0, 1, 2, 3)), 'out_indices'),
+    (dict(strides=(1, 2)), 'strides'),
+    (dict(depth=50, style='keras'), 'style'),
+    (dict(pretrained='x.pth', init_cfg=dict(type='Kaiming')), 'pretrained'),
+])
+def test_bad_arguments_are_named(kwargs, culprit):
+    from mmseg.models.backbones import ResNetV1c
+    with pytest.raises(ValueError, match=culprit):
+        ResNetV1c(**dict(dict(depth=18), **kwargs))

@@ -168,3 +168,10 @@ def test_pretrained_official_weights_load(tmp_path):
     state = model.state_dict()
     for key, value in converted.items():
         torch.testing.assert_close(state[key], value)
+
+
+def test_bad_stage_arguments_are_named():
+    import pytest
+    from mmseg.models.backbones import SwinTransformer
+    with pytest.raises(ValueError, match='one value per stage'):
+        SwinTransformer(depths=(2, 2), num_heads=(3, 6, 12))

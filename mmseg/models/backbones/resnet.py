@@ -79,7 +79,9 @@ class Bottleneck(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN')):
         super().__init__()
-        assert style in ('pytorch', 'caffe'), f'unknown ResNet style {style}'
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', "
+                             f'got {style!r}')
         self.with_cp = with_cp
         conv1_stride, conv2_stride = (1, stride) if style == 'pytorch' \
             else (stride, 1)
@@ -205,8 +207,9 @@ class ResNet(BaseModule):
             raise KeyError(f'invalid ResNet depth {depth}; choose from '
                            f'{sorted(self.arch_settings)}')
         if pretrained is not None:
-            assert init_cfg is None, \
-                'set either pretrained or init_cfg, not both'
+            if init_cfg is not None:
+                raise ValueError('ResNet: set either pretrained or init_cfg, '
+                                 'not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         elif init_cfg is None:
             init_cfg = [
@@ -215,9 +218,18 @@ class ResNet(BaseModule):
                     type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
             ]
         super().__init__(init_cfg=init_cfg)
-        assert 1 <= num_stages <= 4
-        assert len(strides) == len(dilations) == num_stages
-        assert max(out_indices) < num_stages
+        if not 1 <= num_stages <= 4:
+            raise ValueError(
+                f'ResNet num_stages must be 1 to 4, got {num_stages}')
+        if not len(strides) == len(dilations) == num_stages:
+            raise ValueError(
+                f'ResNet strides {tuple(strides)} and dilations '
+                f'{tuple(dilations)} must give one value per stage '
+                f'(num_stages={num_stages})')
+        if max(out_indices) >= num_stages:
+            raise ValueError(
+                f'ResNet out_indices {tuple(out_indices)} must be stages 0 to '
+                f'{num_stages - 1} (num_stages={num_stages})')
         self.out_indices = tuple(out_indices)
         self.deep_stem = deep_stem
         self.frozen_stages = frozen_stages

@@ -72,12 +72,17 @@ class SwinTransformer(BaseModule):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
-            assert init_cfg is None, \
-                'set either pretrained or init_cfg, not both'
+            if init_cfg is not None:
+                raise ValueError('SwinTransformer: set either pretrained or '
+                                 'init_cfg, not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         num_stages = len(depths)
-        assert len(num_heads) == num_stages and len(strides) == num_stages
+        if len(num_heads) != num_stages or len(strides) != num_stages:
+            raise ValueError(
+                f'SwinTransformer: depths {tuple(depths)}, num_heads '
+                f'{tuple(num_heads)} and strides {tuple(strides)} must give '
+                f'one value per stage')
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
 

@@ -134,7 +134,9 @@ class SwinBlockSequence(nn.Module):
         super().__init__()
         if isinstance(drop_path_rate, (int, float)):
             drop_path_rate = [float(drop_path_rate)] * depth
-        assert len(drop_path_rate) == depth
+        if len(drop_path_rate) != depth:
+            raise ValueError(f'drop_path_rate gives {len(drop_path_rate)} '
+                             f'rates for {depth} blocks')
         self.blocks = nn.ModuleList(
             SwinBlock(
                 embed_dims,

@@ -175,7 +175,9 @@ class ShiftWindowMSA(nn.Module):
                  attn_drop_rate: float = 0.,
                  proj_drop_rate: float = 0.):
         super().__init__()
-        assert 0 <= shift_size < window_size
+        if not 0 <= shift_size < window_size:
+            raise ValueError(f'shift_size {shift_size} must be in [0, '
+                             f'window_size={window_size})')
         self.window_size = window_size
         self.shift_size = shift_size
         self.w_msa = WindowMSA(embed_dims, num_heads, window_size, qkv_bias,
@@ -202,7 +204,8 @@ class ShiftWindowMSA(nn.Module):
         """
         B, L, C = x.shape
         H, W = hw_shape
-        assert L == H * W, f'{L} tokens do not form a {H}x{W} map'
+        if L != H * W:
+            raise ValueError(f'{L} tokens do not form a {H}x{W} map')
         w = self.window_size
         x = x.view(B, H, W, C)
         pad_b, pad_r = (-H) % w, (-W) % w
