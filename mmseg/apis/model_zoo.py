@@ -92,10 +92,11 @@ def _entry(raw: object, where: str, folder: str) -> PublishedModel:
     metadata = raw.get('Metadata') or {}
     results = raw.get('Results') or {}
     sha256 = raw.get('Sha256')
-    if sha256 is not None and (not isinstance(sha256, str) or len(
-            sha256) != 64):
+    if sha256 is not None and not (isinstance(sha256, str) and re.fullmatch(
+            r'[0-9a-fA-F]{64}', sha256)):
         raise ModelZooError(
-            f'{where}: Sha256 must be 64 hex digits or null, got {sha256!r}')
+            f'{where}: Sha256 must be 64 hex digits in quotes, or null; got '
+            f'{sha256!r}')
     return PublishedModel(
         name=str(raw['Name']),
         config=osp.normpath(osp.join(folder, str(raw['Config']))),
@@ -129,11 +130,17 @@ def load_index(index: Optional[str] = None) -> Dict[str, PublishedModel]:
         raise ModelZooError(f'model index {path} has no list "Models"')
     folder = osp.dirname(osp.abspath(path))
     models: Dict[str, PublishedModel] = {}
+    files: Dict[str, str] = {}
     for i, raw in enumerate(data['Models']):
         model = _entry(raw, f'model index {path}, entry {i}', folder)
         if model.name in models:
             raise ModelZooError(
                 f'model index {path} lists {model.name} twice')
+        if model.filename in files:  # they would share one cached file
+            raise ModelZooError(
+                f'model index {path}: {files[model.filename]} and '
+                f'{model.name} both have the file {model.filename}')
+        files[model.filename] = model.name
         models[model.name] = model
     return models
 

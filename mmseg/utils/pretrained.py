@@ -120,7 +120,7 @@ def download_file(url: str,
             with tqdm(total=expected, unit='B', unit_scale=True,
                       unit_divisor=1024, disable=not progress,
                       desc=label or osp.basename(filename),
-                      leave=False) as bar:
+                      leave=True) as bar:
                 try:
                     for block in iter(lambda: response.read(1 << 20), b''):
                         out.write(block)
