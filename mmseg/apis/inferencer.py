@@ -107,7 +107,8 @@ def collect_inputs(inputs: Union[InputType, Sequence[InputType]]
 
 
 def output_stems(images: Sequence[Union[str, np.ndarray]]) -> List[str]:
-    """Each input's output name: the file stem, ``image<i>`` for arrays.
+    """Each input's output name: the file stem, ``image<i>`` for an array
+    (``i`` its position among all the images).
 
     Raises:
         InferenceInputError: two inputs have the same stem (their outputs
