@@ -167,7 +167,7 @@ def get_model(name: str, index: Optional[str] = None) -> PublishedModel:
             'tools/model_zoo.py list shows them')
     raise UnknownModelError(
         f'unknown model {name!r}: not in the model index '
-        f'{index_path(index)} ({hint})')
+        f'{_shown(index_path(index))} ({hint})')
 
 
 def cache_dir(directory: Optional[str] = None) -> str:
@@ -211,6 +211,12 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the current directory when inside it."""
+    relative = osp.relpath(path)
+    return path if relative.startswith('..') else relative
 
 
 def _model_on_meta(config: str):
@@ -270,7 +276,7 @@ def verify_checkpoint(model: PublishedModel,
     if report:
         raise ModelZooError(
             f'{model.name}: {label} is not a checkpoint of its config '
-            f'{osp.relpath(model.config)}: {report.summary()}')
+            f'{_shown(model.config)}: {report.summary()}')
     return digest
 
 
