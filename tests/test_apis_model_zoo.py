@@ -316,3 +316,17 @@ def test_model_names_and_paths_are_told_apart(tmp_path, monkeypatch):
     existing.write_text('')
     monkeypatch.chdir(tmp_path)
     assert not model_zoo.looks_like_model_name('senformer_local')
+
+
+def test_other_local_ranks_wait_for_rank_0(zoo_env, monkeypatch):
+    monkeypatch.setenv('LOCAL_RANK', '1')
+    target = zoo_env['cache'] / 'toy.pth'
+    zoo_env['cache'].mkdir()
+    timer = threading.Timer(1.0, target.write_bytes, args=(b'rank 0',))
+    timer.start()
+    try:
+        assert model_zoo.fetch_checkpoint('toy', mirror='http://127.0.0.1:9'
+                                          ) == str(target)
+    finally:
+        timer.cancel()
+    assert target.read_bytes() == b'rank 0'  # waited, fetched nothing

@@ -28,6 +28,7 @@ import os
 import os.path as osp
 import re
 import sys
+import time
 import urllib.error
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ from mmseg.utils.cli import ConfigError
 ENV_INDEX = 'SENFORMER_MODEL_INDEX'
 ENV_MIRROR = 'SENFORMER_MIRROR'
 ENV_CACHE = 'SENFORMER_CACHE'
+
+#: seconds the other local ranks wait for rank 0's download
+DISTRIBUTED_WAIT_S = 3 * 3600
 
 DEFAULT_INDEX = osp.join(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
@@ -166,7 +170,7 @@ def get_model(name: str, index: Optional[str] = None) -> PublishedModel:
     hint = (f'did you mean {", ".join(close)}?' if close else
             'tools/model_zoo.py list shows them')
     raise UnknownModelError(
-        f'unknown model {name!r}: not in the model index '
+        f'unknown model {name!r}: no such file, and not in the model index '
         f'{_shown(index_path(index))} ({hint})')
 
 
@@ -309,6 +313,8 @@ def fetch_checkpoint(name: str,
     target = cached_checkpoint(model, directory)
     if osp.isfile(target):
         return target
+    if os.environ.get('LOCAL_RANK', '0') != '0':
+        return _wait_for(target, name)
     source = source_of(model, mirror)
     # hidden and suffixed (atomic_io's pattern): never taken for the file
     staging = temporary_name(target, uuid.uuid4().hex[:8])
@@ -333,6 +339,22 @@ def fetch_checkpoint(name: str,
             os.remove(staging)
     if model.sha256 is None:
         _say(f'{name}: sha256 {digest} (not recorded in the index yet)')
+    return target
+
+
+def _wait_for(target: str, name: str) -> str:
+    """The other processes of a distributed run on this machine wait for
+    local rank 0's download instead of fetching the file again (if rank 0
+    fails, the launcher stops them)."""
+    _say(f'waiting for local rank 0 to download {name} to {target}')
+    waited = 0.0
+    while not osp.isfile(target):
+        if waited > DISTRIBUTED_WAIT_S:
+            raise ModelZooError(
+                f'{name}: {target} did not appear within '
+                f'{DISTRIBUTED_WAIT_S} s (local rank 0 downloads it)')
+        time.sleep(0.5)
+        waited += 0.5
     return target
 
 
