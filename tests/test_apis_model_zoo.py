@@ -10,7 +10,11 @@ import importlib.util
 import os
 import os.path as osp
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -127,7 +131,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         self.server.requests.append(self.path)
         name = self.path.lstrip('/')
-        if not name.startswith('truncated_'):
+        if not name.startswith(('truncated_', 'stalling_')):
             return super().do_GET()
         with open(osp.join(self.directory, name), 'rb') as f:
             data = f.read()
@@ -136,6 +140,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data[:len(data) // 2])
         self.wfile.flush()
+        if name.startswith('stalling_'):  # until the client is stopped
+            self.server.stop.wait(60)
         self.close_connection = True
 
 
@@ -144,11 +150,13 @@ def serve(folder):
     server = http.server.ThreadingHTTPServer(
         ('127.0.0.1', 0), functools.partial(_Handler, directory=folder))
     server.requests = []
+    server.stop = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield server
     finally:
+        server.stop.set()
         server.shutdown()
         server.server_close()
 
@@ -178,6 +186,7 @@ def toy_zoo(tmp_path_factory):
     (mirror / 'toy_sha.pth').write_bytes(good)
     (mirror / 'toy_bad_sha.pth').write_bytes(good)
     (mirror / 'truncated_toy.pth').write_bytes(good)
+    (mirror / 'stalling_toy.pth').write_bytes(good)
     (mirror / 'corrupt.pth').write_bytes(os.urandom(4096))
     # another architecture: a deeper stem and no auxiliary head
     other = {k: v for k, v in state.items()
@@ -190,6 +199,7 @@ def toy_zoo(tmp_path_factory):
         _entry('toy_sha', 'toy_sha.pth', sha256=digest),
         _entry('toy_bad_sha', 'toy_bad_sha.pth', sha256='0' * 64),
         _entry('toy_truncated', 'truncated_toy.pth'),
+        _entry('toy_stalling', 'stalling_toy.pth'),
         _entry('toy_corrupt', 'corrupt.pth'),
         _entry('toy_other_arch', 'other_arch.pth'),
     ]))
@@ -330,3 +340,34 @@ def test_other_local_ranks_wait_for_rank_0(zoo_env, monkeypatch):
     finally:
         timer.cancel()
     assert target.read_bytes() == b'rank 0'  # waited, fetched nothing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stop', [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_download_leaves_no_complete_looking_file(
+        zoo_env, stop):
+    cache = zoo_env['cache']
+    with serve(zoo_env['mirror']) as server:
+        mirror = f'http://127.0.0.1:{server.server_address[1]}'
+        proc = subprocess.Popen(
+            [sys.executable, 'tools/model_zoo.py', 'download', 'toy_stalling',
+             '--mirror', mirror], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 120
+            while not any(osp.getsize(cache / n) for n in
+                          _cache_listing(cache)):  # half the file is in
+                assert proc.poll() is None and time.time() < deadline, \
+                    proc.communicate()
+                time.sleep(0.2)
+            proc.send_signal(stop)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert 'stalling_toy.pth' not in _cache_listing(cache)
+    if stop == signal.SIGINT:  # a clean stop also removes its partial file
+        assert proc.returncode == 130 and 'interrupted' in err
+        assert _cache_listing(cache) == []
+    else:  # what a kill leaves is a temporary file, never the checkpoint
+        assert all(n.endswith('.part') for n in _cache_listing(cache))
