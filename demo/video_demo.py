@@ -1,9 +1,9 @@
 """Segment a video file or a camera stream frame by frame.
 
     python demo/video_demo.py VIDEO CONFIG CHECKPOINT [--output-file F]
-    python demo/video_demo.py VIDEO MODEL_NAME [CHECKPOINT] [...]
         [--device cpu|cuda:0] [--opacity 0.5] [--show] [--max-frames N]
         [--debug]
+    python demo/video_demo.py VIDEO MODEL_NAME [CHECKPOINT] [...]
 
 VIDEO is a file path or a camera index (``0``). Without ``--output-file``
 the overlays are shown in a window (``--show``).

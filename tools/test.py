@@ -1,10 +1,10 @@
 """Evaluate a checkpoint on a config's test set.
 
     python tools/test.py CONFIG CHECKPOINT [--aug-test] [--out DIR]
-    python tools/test.py MODEL_NAME [CHECKPOINT] [--mirror URL_OR_DIR] ...
         [--show-dir DIR] [--per-learner] [--work-dir DIR]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
         [--debug]
+    python tools/test.py MODEL_NAME [CHECKPOINT] [--mirror URL_OR_DIR] ...
 
 Prints a per-class table and mIoU/mAcc/aAcc and writes them as JSON into
 the work dir. ``--aug-test`` is the multi-scale (0.5 ... 1.75) + flip test;
