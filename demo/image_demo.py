@@ -1,12 +1,23 @@
-"""Segment an image and save the prediction overlaid on it.
+"""Segment an image, a folder, a glob or a list of images.
 
-    python demo/image_demo.py IMG CONFIG CHECKPOINT [--out-file F]
+    python demo/image_demo.py INPUTS CONFIG|MODEL_NAME [CHECKPOINT]
+        [--out-dir DIR] [--batch-size N] [--out-file F]
         [--device cpu|cuda:0] [--opacity 0.5] [--aug-test] [--learners]
-        [--cfg-options KEY=VALUE ...] [--debug]
+        [--with-labels] [--mirror URL_OR_DIR] [--cfg-options KEY=VALUE ...]
+        [--debug]
 
-The overlay has the image's size and uses the dataset's palette.
-``--learners`` also writes each SenFormer learner's own prediction next to
-the output (``F_learner0.png`` ...), to see what the ensemble adds.
+INPUTS is an image, a folder (its images, not recursive), a quoted glob
+(``'data/**/*.jpg'``) or a ``.txt`` file with one image path a line. With
+``--out-dir`` (needed for anything but one image) the label maps go to
+``DIR/pred/<stem>.png`` (as ``tools/test.py --out`` writes them), the
+overlays to ``DIR/vis/<stem>.png``, and with ``--learners`` each SenFormer
+learner's to ``DIR/learner<i>/{pred,vis}/<stem>.png``; see
+mmseg/apis/inferencer.py. Without it, one image's overlay is written to
+``--out-file`` (default ``IMG_seg.png`` beside the image) and with
+``--learners`` each learner's next to it (``F_learner0.png`` ...).
+
+A published model's name (``tools/model_zoo.py list``) stands for its config
+and checkpoint, downloaded once.
 """
 import argparse
 import os.path as osp
@@ -14,18 +25,29 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.utils.cli import ConfigError, add_debug_argument, run
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description='Segment an image and write the overlay')
-    parser.add_argument('img', help='image file')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+        description='Segment images and write label maps and overlays')
+    parser.add_argument(
+        'img', help='image file, folder, glob or .txt list of images')
+    parser.add_argument('config', help='config file or published model name')
+    parser.add_argument(
+        'checkpoint', nargs='?',
+        help='checkpoint file (default for a model name: its published one)')
+    parser.add_argument(
+        '--out-dir', default=None,
+        help='write pred/<stem>.png label maps and vis/<stem>.png overlays '
+        'there')
+    parser.add_argument(
+        '--batch-size', type=int, default=1,
+        help='images per forward pass (images of one size are batched)')
     parser.add_argument(
         '--out-file', default=None,
-        help='output image (default: IMG_NAME_seg.png beside the image)')
+        help='one image without --out-dir: the overlay (default: '
+        'IMG_NAME_seg.png beside the image)')
     parser.add_argument('--device', default='cpu', help='cpu or cuda:N')
     parser.add_argument(
         '--opacity', type=float, default=0.5,
@@ -39,58 +61,77 @@ def parse_args(argv=None):
         '--with-labels', action='store_true',
         help='write class names on the regions')
     parser.add_argument(
+        '--no-vis', action='store_true',
+        help='with --out-dir: write the label maps only')
+    parser.add_argument(
+        '--mirror', help='for a model name: base URL or folder holding the '
+        'published checkpoint files (default: $SENFORMER_MIRROR)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='override config entries')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
     if not 0 < args.opacity <= 1:
         parser.error(f'--opacity must be in (0, 1], got {args.opacity}')
+    if args.batch_size < 1:
+        parser.error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.out_dir and args.out_file:
+        parser.error('--out-file is for one image without --out-dir; give '
+                     'one of them')
     return args
+
+
+def _single_image(args) -> bool:
+    """The original usage: one image file, its overlay to --out-file."""
+    return args.out_dir is None and osp.isfile(args.img) and \
+        not args.img.endswith('.txt')
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.img):
-        raise FileNotFoundError(f'image not found: {args.img}')
-    import mmcv
-    from mmengine.structures import PixelData
-
-    from mmseg.apis import inference_model, init_model
-    from mmseg.structures import SegDataSample
+    from mmseg.apis.inferencer import collect_inputs
+    from mmseg.apis.model_zoo import looks_like_model_name
+    collect_inputs(args.img)  # a missing input fails before the model loads
+    if not _single_image(args) and args.out_dir is None:
+        raise ConfigError(f'{args.img} is not a single image: give --out-dir '
+                          'for the label maps and overlays')
+    if args.checkpoint is None and not looks_like_model_name(args.config):
+        raise ConfigError(f'{args.config}: a config needs a CHECKPOINT '
+                          'argument (only model names bring their own)')
+    from mmseg.apis import Inferencer
     from mmseg.utils import keep_freed_memory
-    from mmseg.visualization import SegLocalVisualizer
 
-    cfg_options = dict(args.cfg_options or {})
-    if args.learners:
-        cfg_options['model.test_cfg.return_learners'] = True
-    model = init_model(
-        load_config(args.config, cfg_options), args.checkpoint, args.device)
+    inferencer = Inferencer(
+        args.config, args.checkpoint, device=args.device,
+        cfg_options=args.cfg_options, aug_test=args.aug_test,
+        learners=args.learners, mirror=args.mirror)
     if args.device == 'cpu':
         keep_freed_memory()
-    result = inference_model(model, args.img, aug_test=args.aug_test)
 
+    if not _single_image(args):
+        results = inferencer(
+            args.img, batch_size=args.batch_size, out_dir=args.out_dir,
+            opacity=args.opacity, with_labels=args.with_labels,
+            write_vis=not args.no_vis, return_predictions=False)
+        print(f'wrote {len(results)} label maps to '
+              f'{osp.join(args.out_dir, "pred")}' +
+              ('' if args.no_vis else
+               f' and overlays to {osp.join(args.out_dir, "vis")}'))
+        return 0
+
+    (result, ) = inferencer(args.img, progress=False)
     out_file = args.out_file or osp.splitext(args.img)[0] + '_seg.png'
-    image = mmcv.imread(args.img, channel_order='rgb')
-    visualizer = SegLocalVisualizer(
-        name=f'demo-{osp.abspath(out_file)}',
-        alpha=args.opacity,
-        **{k: v for k, v in model.dataset_meta.items()
-           if k in ('classes', 'palette')})
-    visualizer.add_datasample(
-        'prediction', image, result, draw_gt=False,
-        with_labels=args.with_labels, out_file=out_file)
+    inferencer.write_overlay(args.img, result['pred_sem_seg'], out_file,
+                             args.opacity, args.with_labels)
     print(f'wrote {out_file}')
     if args.learners:
         stem, ext = osp.splitext(out_file)
-        for i, logits in enumerate(result.learner_logits):
-            sample = SegDataSample(
-                pred_sem_seg=PixelData(
-                    data=logits.data.argmax(dim=0, keepdim=True)))
+        for i, label in enumerate(result['learner_preds']):
             learner_file = f'{stem}_learner{i}{ext}'
-            visualizer.add_datasample(
-                f'learner{i}', image, sample, draw_gt=False,
-                with_labels=args.with_labels, out_file=learner_file)
+            inferencer.write_overlay(args.img, label, learner_file,
+                                     args.opacity, args.with_labels)
             print(f'wrote {learner_file}')
+    return 0
 
 
 if __name__ == '__main__':

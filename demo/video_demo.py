@@ -3,6 +3,7 @@
     python demo/video_demo.py VIDEO CONFIG CHECKPOINT [--output-file F]
         [--device cpu|cuda:0] [--opacity 0.5] [--show] [--max-frames N]
         [--debug]
+    python demo/video_demo.py VIDEO MODEL_NAME [CHECKPOINT] [...]
 
 VIDEO is a file path or a camera index (``0``). Without ``--output-file``
 the overlays are shown in a window (``--show``).
@@ -12,14 +13,17 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
+                             run)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Segment a video')
     parser.add_argument('video', help='video file or camera index')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('config', help='config file or published model name')
+    parser.add_argument(
+        'checkpoint', nargs='?',
+        help='checkpoint file (default for a model name: its published one)')
     parser.add_argument('--output-file', help='output video (.mp4 / .avi)')
     parser.add_argument('--output-fourcc', default='mp4v',
                         help='four-character codec of the output')
@@ -53,6 +57,13 @@ def main(argv=None):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise FileNotFoundError(f'cannot open video {args.video}')
+    from mmseg.apis.model_zoo import looks_like_model_name, resolve_model
+    if looks_like_model_name(args.config):
+        args.config, args.checkpoint = resolve_model(args.config,
+                                                     args.checkpoint)
+    elif args.checkpoint is None:
+        raise ConfigError(f'{args.config}: a config needs a CHECKPOINT '
+                          'argument (only model names bring their own)')
     model = init_model(
         load_config(args.config, args.cfg_options), args.checkpoint,
         args.device)

@@ -4,12 +4,15 @@
         [--show-dir DIR] [--per-learner] [--work-dir DIR]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
         [--debug]
+    python tools/test.py MODEL_NAME [CHECKPOINT] [--mirror URL_OR_DIR] ...
 
 Prints a per-class table and mIoU/mAcc/aAcc and writes them as JSON into
 the work dir. ``--aug-test`` is the multi-scale (0.5 ... 1.75) + flip test;
 ``--out`` saves the predicted label maps as png; ``--show-dir`` saves
 overlays; ``--per-learner`` also reports each SenFormer learner's mIoU.
 Several GPUs: ``bash tools/dist_test.sh CONFIG CHECKPOINT NGPUS [...]``.
+A published model's name (``tools/model_zoo.py list``) stands for its config
+and its checkpoint, downloaded once (see mmseg/apis/model_zoo.py).
 """
 import argparse
 import json
@@ -27,8 +30,14 @@ from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Evaluate a segmentor checkpoint')
-    parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'config', help='test config file path, or a published model name')
+    parser.add_argument(
+        'checkpoint', nargs='?',
+        help='checkpoint file (default for a model name: its published one)')
+    parser.add_argument(
+        '--mirror', help='for a model name: base URL or folder holding the '
+        'published checkpoint files (default: $SENFORMER_MIRROR)')
     parser.add_argument(
         '--work-dir', help='where the metrics JSON and logs go '
         '(default: ./work_dirs/CONFIG_NAME)')
@@ -111,6 +120,13 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmseg.apis.model_zoo import looks_like_model_name, resolve_model
+    if looks_like_model_name(args.config):
+        args.config, args.checkpoint = resolve_model(
+            args.config, args.checkpoint, mirror=args.mirror)
+    elif args.checkpoint is None:
+        raise ConfigError(f'{args.config}: a config needs a CHECKPOINT '
+                          'argument (only model names bring their own)')
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     from mmengine.model import is_model_wrapper

@@ -1,3 +1,4 @@
 from .inference import inference_model, init_model
+from .inferencer import Inferencer
 
-__all__ = ['init_model', 'inference_model']
+__all__ = ['init_model', 'inference_model', 'Inferencer']

@@ -57,7 +57,10 @@ def init_model(config: Union[str, Path, Config],
     without them and, when given, ``checkpoint`` is loaded strictly.
 
     Args:
-        config: config file path or Config.
+        config: config file path or Config, or the name of a published
+            model (``'senformer_r50_512x512_ade20k'``, see
+            :mod:`mmseg.apis.model_zoo`): its config, and its checkpoint
+            (downloaded once) unless ``checkpoint`` is given.
         checkpoint: checkpoint path or URL, or None for random weights.
         device: e.g. ``'cpu'`` or ``'cuda:0'``.
         cfg_options: overrides merged into the config.
@@ -65,6 +68,9 @@ def init_model(config: Union[str, Path, Config],
     Returns:
         The model in eval mode, with ``cfg`` and ``dataset_meta`` attached.
     """
+    from .model_zoo import looks_like_model_name, resolve_model
+    if isinstance(config, str) and looks_like_model_name(config):
+        config, checkpoint = resolve_model(config, checkpoint)
     config = _load_config(config, cfg_options)
     init_default_scope(config.get('default_scope', 'mmseg'))
     config.model.pretrained = None

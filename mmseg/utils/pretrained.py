@@ -13,6 +13,7 @@ Without these the failure would come late (after the datasets are built)
 and read like a network or file-system error; :func:`ensure_pretrained`
 runs before anything is built and turns it into one line saying what to do.
 """
+import http.client
 import os
 import os.path as osp
 import tempfile
@@ -90,26 +91,59 @@ def cached_file(url: str) -> str:
                     osp.basename(urlparse(url).path))
 
 
-def _download(url: str, filename: str) -> Optional[int]:
-    """``url`` -> ``filename`` through a temporary file (no half file).
+def download_file(url: str,
+                  filename: str,
+                  progress: bool = False,
+                  label: Optional[str] = None) -> Optional[int]:
+    """``url`` (``http(s)://`` or ``file://``) -> ``filename`` through a
+    temporary file beside it, so that an interrupted or short download
+    leaves no file that looks complete.
+
+    Args:
+        url: what to fetch.
+        filename: where the complete file goes.
+        progress: show a progress bar (tqdm, on stderr).
+        label: the progress bar's title (default: the file name).
+
+    Raises:
+        urllib.error.URLError: the server refused or could not be reached;
+            ``ContentTooShortError`` when fewer bytes came than announced.
+        OSError: the file could not be written.
 
     Returns:
         The size the server announced (``Content-Length``), if it did.
     """
-    directory = osp.dirname(filename)
+    from tqdm import tqdm
+    directory = osp.dirname(osp.abspath(filename))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, suffix='.part')
     try:
         with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(
                 url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            announced = response.headers.get('Content-Length')
-            for block in iter(lambda: response.read(1 << 20), b''):
-                out.write(block)
+            length = response.headers.get('Content-Length')
+            expected = int(length) if length and length.isdigit() else None
+            received = 0
+            with tqdm(total=expected, unit='B', unit_scale=True,
+                      unit_divisor=1024, disable=not progress,
+                      desc=label or osp.basename(filename),
+                      leave=True) as bar:
+                try:
+                    for block in iter(lambda: response.read(1 << 20), b''):
+                        out.write(block)
+                        received += len(block)
+                        bar.update(len(block))
+                except http.client.IncompleteRead as e:
+                    received += len(e.partial)
+        if expected is not None and received < expected:
+            # the server closed the connection early
+            raise urllib.error.ContentTooShortError(
+                f'download incomplete: got {received} of {expected} bytes',
+                None)
         os.replace(tmp, filename)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    return int(announced) if announced and announced.isdigit() else None
+    return expected
 
 
 def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
@@ -157,7 +191,7 @@ def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
     label = name if name == url else f'{name} ({url})'
     print(f'downloading {label} to {target}', flush=True)
     try:
-        size = _download(url, target)
+        size = download_file(url, target)
     except (urllib.error.URLError, OSError) as e:
         reason = getattr(e, 'reason', None) or e
         raise PretrainedNotFoundError(
