@@ -382,3 +382,20 @@ def test_pretrained_of_reads_every_way_of_naming_weights():
     assert pretrained_of(dict(backbone=dict(pretrained='c.pth'))) == 'c.pth'
     assert pretrained_of(dict(pretrained=None, backbone=dict(
         init_cfg=[dict(type='Kaiming', layer='Conv2d')]))) is None
+
+
+def test_project_errors_share_one_base_explained_in_one_line():
+    from mmseg.apis.inferencer import InferenceInputError
+    from mmseg.datasets.errors import DatasetError
+    from mmseg.engine import (CheckpointError, NonFiniteError, SaveError,
+                              WorkDirBusyError)
+    from mmseg.utils.cli import ConfigError, explain
+    from mmseg.utils.download_check import BadDownloadError
+    from mmseg.utils.errors import SenFormerError
+    from mmseg.utils.pretrained import PretrainedNotFoundError
+    for cls in (InferenceInputError, DatasetError, CheckpointError,
+                NonFiniteError, SaveError, WorkDirBusyError, ConfigError,
+                BadDownloadError, PretrainedNotFoundError):
+        assert issubclass(cls, SenFormerError), cls
+        explanation = explain(cls('data/x.png: broken'))
+        assert explanation.message == 'data/x.png: broken', cls

@@ -31,6 +31,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
 from mmseg.structures import SegDataSample
+from mmseg.utils.errors import SenFormerError
 
 #: file name extensions a folder or glob input is filtered with
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
@@ -39,7 +40,7 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff',
 InputType = Union[str, Path, np.ndarray]
 
 
-class InferenceInputError(FileNotFoundError):
+class InferenceInputError(SenFormerError, FileNotFoundError):
     """An input names nothing usable (a missing file, an empty folder, an
     unreadable list file, two images that would write the same output)."""
 

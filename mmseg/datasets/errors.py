@@ -3,9 +3,10 @@
 Each message names the culprit (path, file, key) so that a wrong layout or a
 broken file is found without a debugger.
 """
+from mmseg.utils.errors import SenFormerError
 
 
-class DatasetError(ValueError):
+class DatasetError(SenFormerError, ValueError):
     """The dataset's files or settings are inconsistent: empty dataset,
     unpaired images and labels, unreadable file, size mismatch, label
     values outside the classes."""

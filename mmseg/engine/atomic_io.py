@@ -14,11 +14,13 @@ import re
 import uuid
 from typing import IO, Callable, List
 
+from mmseg.utils.errors import SenFormerError
+
 #: name of a temporary file of :func:`atomic_write` for target ``name``
 TEMPORARY_PATTERN = re.compile(r'^\.(?P<target>.+)\.[A-Za-z0-9_]+\.tmp$')
 
 
-class SaveError(RuntimeError):
+class SaveError(SenFormerError, RuntimeError):
     """A file could not be written (disk full, no permission, ...); the
     previous version of the file, if any, is unchanged."""
 

@@ -34,8 +34,10 @@ import torch
 from mmengine.config import ConfigDict
 from mmengine.logging import HistoryBuffer
 
+from mmseg.utils.errors import SenFormerError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(SenFormerError, RuntimeError):
     """A checkpoint file cannot be used (unreadable, unsafe, mismatched)."""
 
 

@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Optional
 
+from mmseg.utils.errors import SenFormerError
+
 #: name of the lock file inside the work directory
 LOCK_FILENAME = 'train.lock'
 
@@ -26,7 +28,7 @@ LOCK_FILENAME = 'train.lock'
 _NO_FLOCK = (errno.ENOLCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 
-class WorkDirBusyError(RuntimeError):
+class WorkDirBusyError(SenFormerError, RuntimeError):
     """Another live run holds the work directory."""
 
 

@@ -32,6 +32,8 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from mmengine.config import Config
 
+from .errors import SenFormerError
+
 #: exit status for a bad command line or config (as argparse uses)
 EXIT_USAGE = 2
 #: exit status for every other failure
@@ -59,7 +61,7 @@ RUNNER_DEFAULTS = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(SenFormerError, ValueError):
     """The config file or a ``--cfg-options`` override is wrong."""
 
 
@@ -403,10 +405,6 @@ def _dataloader_failure(text: str) -> Optional[str]:
 def explain(exc: BaseException) -> Explanation:
     """One message (a line, or a line plus indented details) for ``exc``,
     the exit status, and whether it is known bad input."""
-    from mmseg.datasets.errors import DatasetError
-    from mmseg.engine import (CheckpointError, NonFiniteError, SaveError,
-                              WorkDirBusyError)
-
     # PyTorch reports a dead dataloader worker by raising from its SIGCHLD
     # handler wherever the main process is, so the error can arrive wrapped
     # by the code it interrupted (mmengine's config formatting turns it into
@@ -438,11 +436,9 @@ def explain(exc: BaseException) -> Explanation:
                 f'{match.group("cls")} needs the argument(s) '
                 f'{match.group("args")}, which the config does not give',
                 EXIT_USAGE, True)
-    if isinstance(exc, (DatasetError, CheckpointError, NonFiniteError,
-                        SaveError, WorkDirBusyError)):
+    if isinstance(exc, SenFormerError):
         return Explanation(text, EXIT_FAILURE, True)
-    if isinstance(exc, OSError) and exc.filename and exc.strerror and \
-            not isinstance(exc, DatasetError):
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
         return Explanation(f'{exc.strerror}: {exc.filename}', EXIT_FAILURE,
                            True)
     if isinstance(exc, FileNotFoundError):

@@ -19,11 +19,13 @@ import re
 from typing import Callable, Collection, Mapping, Optional
 from urllib.parse import urlparse
 
+from .errors import SenFormerError
+
 # "name-<hex>.pth": the hash suffix of torch.hub and publish_model.py
 _NAME_HASH = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z0-9]+$')
 
 
-class BadDownloadError(FileNotFoundError):
+class BadDownloadError(SenFormerError, FileNotFoundError):
     """A downloaded (or cached) checkpoint failed verification; the file
     has been removed."""
 

@@ -23,12 +23,13 @@ from typing import Mapping, Optional
 
 from .download_check import (checkpoint_problem, hash_in_name,
                              verify_checkpoint_file)
+from .errors import SenFormerError
 
 #: seconds without an answer before a download is given up
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class PretrainedNotFoundError(FileNotFoundError):
+class PretrainedNotFoundError(SenFormerError, FileNotFoundError):
     """Backbone pre-training weights are neither on disk nor downloadable."""
 
 

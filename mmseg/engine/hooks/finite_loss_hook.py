@@ -6,9 +6,10 @@ import torch
 from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
+from mmseg.utils.errors import SenFormerError
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(SenFormerError, RuntimeError):
     """Training diverged: a loss or a weight became NaN or infinite."""
 
 
