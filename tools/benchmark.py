@@ -123,7 +123,7 @@ def make_batch(model, shape, batch, device):
 def main(argv=None):
     args = parse_args(argv)
     from mmseg.utils import keep_freed_memory
-    from mmseg.utils.flops import count_flops
+    from mmseg.models.utils.flops import count_flops
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or (

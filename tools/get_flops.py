@@ -4,7 +4,7 @@
 
 FLOPs are those of one inference forward (``encode_decode``: logits at the
 input size) of a ``1 x 3 x H x W`` input, counted by
-:func:`mmseg.utils.flops.count_flops`, which also counts the fused attention
+:func:`mmseg.models.utils.flops.count_flops`, which also counts the fused attention
 kernels (``scaled_dot_product_attention``) that plain FLOP counters miss.
 A multiply-add counts as 2 FLOPs; the published tables (MMSegmentation's
 ``get_flops``) count multiply-adds, so ``GMACs`` is the figure to compare
@@ -59,7 +59,7 @@ def main(argv=None):
     import torch
 
     from mmseg.apis import init_model
-    from mmseg.utils.flops import count_flops
+    from mmseg.models.utils.flops import count_flops
 
     cfg = load_config(args.config, args.cfg_options)
     height, width = input_shape(cfg, args.shape)

@@ -277,7 +277,7 @@ def test_recomputed_keys_values_are_not_kept(head_cls, name):
 def test_flops_are_counted_on_the_reference_operations():
     """Work the fast paths redo in backward (scores, keys and values) is not
     the model's: the count is the same whatever the implementation."""
-    from mmseg.utils.flops import count_flops
+    from mmseg.models.utils.flops import count_flops
     head = _head(SenFormerNWS)
     feats = [f.requires_grad_() for f in _feats()]
 

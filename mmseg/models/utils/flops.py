@@ -16,6 +16,8 @@ from typing import Callable, Tuple
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .. import ops
+
 aten = torch.ops.aten
 
 _ATTENTION_FORWARD = [
@@ -58,8 +60,6 @@ def count_flops(fn: Callable, *args, **kwargs) -> Tuple[int, object]:
     """
     formulas = {op: _forward_flops for op in _ATTENTION_FORWARD}
     formulas.update({op: _backward_flops for op in _ATTENTION_BACKWARD})
-    # imported here: models import this package's registry
-    from mmseg.models import ops
     counter = FlopCounterMode(display=False, custom_mapping=formulas)
     with counter, ops.implementation('reference'):
         result = fn(*args, **kwargs)
