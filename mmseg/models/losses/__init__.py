@@ -1,9 +1,11 @@
-from .accuracy import accuracy, pixel_accuracy
+from .accuracy import Accuracy, accuracy, pixel_accuracy
 from .cross_entropy_loss import CrossEntropyLoss, cross_entropy
 from .upsampled_nll import (upsampled_argmax, upsampled_ensemble_nll,
                             upsampled_nll)
+from .utils import reduce_loss, weight_reduce_loss
 
 __all__ = [
-    'accuracy', 'pixel_accuracy', 'CrossEntropyLoss', 'cross_entropy',
-    'upsampled_argmax', 'upsampled_ensemble_nll', 'upsampled_nll'
+    'Accuracy', 'accuracy', 'pixel_accuracy', 'CrossEntropyLoss',
+    'cross_entropy', 'reduce_loss', 'weight_reduce_loss', 'upsampled_argmax',
+    'upsampled_ensemble_nll', 'upsampled_nll'
 ]
