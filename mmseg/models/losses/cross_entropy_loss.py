@@ -140,6 +140,8 @@ class CrossEntropyLoss(nn.Module):
 
 
 def _load_class_weight(class_weight: Union[Sequence[float], str]):
+    if isinstance(class_weight, torch.Tensor):
+        return class_weight.tolist()
     if not isinstance(class_weight, str):
         return list(class_weight)
     if class_weight.endswith('.npy'):
