@@ -33,11 +33,14 @@ def read_bytes(path: str,
 
     Raises:
         DatasetNotFoundError: no file at ``path``.
+        DatasetError: the backend cannot read it (e.g. an HTTP error).
     """
     try:
         return fileio.get(path, backend_args=backend_args)
     except (FileNotFoundError, IsADirectoryError) as e:
         raise DatasetNotFoundError(f'{what} {path!r} does not exist') from e
+    except OSError as e:  # remote backends: HTTP errors, refused connections
+        raise DatasetError(f'cannot read {what} {path!r}: {e}') from e
 
 
 def _decode(data: bytes, flag: str, backend: str) -> Optional[np.ndarray]:
