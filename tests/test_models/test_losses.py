@@ -133,7 +133,7 @@ def test_accuracy_upsamples_smaller_scores():
 
 
 def test_invalid_loss_settings():
-    with pytest.raises(ValueError, match='use_sigmoid'):
-        CrossEntropyLoss(use_sigmoid=True)
+    with pytest.raises(ValueError, match='use_mask'):
+        CrossEntropyLoss(use_mask=True)
     with pytest.raises(ValueError, match='loss_'):
         CrossEntropyLoss(loss_name='ce')

@@ -199,6 +199,26 @@ def test_avg_non_ignore_divides_by_the_count_of_labelled_pixels(class_weight):
         loss(up, labels, ignore_index=255))
 
 
+def test_binary_head_trains_with_the_sigmoid_cross_entropy():
+    torch.manual_seed(0)
+    head = FCNHead(in_channels=4, channels=4, num_classes=2, out_channels=1,
+                   threshold=0.5, num_convs=0, concat_input=False,
+                   loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True,
+                                    avg_non_ignore=True))
+    logits = torch.randn(2, 1, 4, 4)
+    labels = torch.randint(0, 2, (2, 8, 8))
+    labels[:, 0] = 255
+    loss = head.loss_by_feat(logits, _samples(labels))['loss_ce']
+    up = F.interpolate(logits, size=(8, 8), mode='bilinear',
+                       align_corners=False)[:, 0]
+    valid = labels != 255
+    expected = F.binary_cross_entropy_with_logits(
+        up[valid], labels[valid].float(), reduction='sum') / valid.sum()
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match='labels 0 and 1'):
+        head.loss_by_feat(logits, _samples(labels.clamp(max=2) + 1))
+
+
 def test_accuracy_takes_topk_thresh_and_ignore_index():
     scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.1, 0.4],
                            [0.2, 0.3, 0.5], [0.3, 0.35, 0.35]])

@@ -53,14 +53,82 @@ def cross_entropy(pred: torch.Tensor,
     return weight_reduce_loss(loss, weight, reduction, avg_factor)
 
 
+def _expand_onehot_labels(labels: torch.Tensor,
+                          label_weights: Optional[torch.Tensor],
+                          target_shape: torch.Size, ignore_index: int):
+    """One-hot ``N x K (x H x W)`` targets of ``N (x H x W)`` class labels,
+    the per-element weights (0 where ignored) and the valid mask."""
+    valid = (labels >= 0) & (labels != ignore_index)
+    onehot = F.one_hot(labels.masked_fill(~valid, 0), target_shape[1])
+    onehot = onehot.movedim(-1, 1) * valid.unsqueeze(1)
+    valid_mask = valid.unsqueeze(1).expand(target_shape).float()
+    if label_weights is None:
+        weights = valid_mask
+    else:
+        weights = label_weights.unsqueeze(1).expand(target_shape) * \
+            valid_mask
+    return onehot, weights, valid_mask
+
+
+def binary_cross_entropy(pred: torch.Tensor,
+                         label: torch.Tensor,
+                         weight: Optional[torch.Tensor] = None,
+                         reduction: str = 'mean',
+                         avg_factor: Optional[float] = None,
+                         class_weight: Optional[torch.Tensor] = None,
+                         ignore_index: int = -100,
+                         avg_non_ignore: bool = False,
+                         align_corners: bool = False) -> torch.Tensor:
+    """Sigmoid (binary) cross-entropy, as MMSegmentation 1.x computes it.
+
+    ``pred`` is ``N x 1 x H x W`` for binary segmentation (labels 0/1 and
+    the ignore index), ``N x K (x H x W)`` against class labels (one-hot
+    targets), or of the labels' shape (soft targets). Scores smaller than
+    the labels are upsampled bilinearly first. ``class_weight`` is the
+    ``pos_weight`` of the positives.
+    """
+    if pred.dim() == 4 and label.dim() == 3 and \
+            pred.shape[2:] != label.shape[1:]:
+        pred = F.interpolate(
+            pred,
+            size=label.shape[1:],
+            mode='bilinear',
+            align_corners=align_corners)
+    if pred.dim() == label.dim() + 1 and pred.size(1) == 1:
+        labelled = label[label != ignore_index]
+        if labelled.numel() and labelled.max() > 1:
+            raise ValueError(
+                'binary_cross_entropy: one-channel scores need labels 0 and '
+                f'1 (and the ignore index {ignore_index}), got '
+                f'{int(labelled.max())}')
+        pred = pred.squeeze(1)
+    if pred.dim() != label.dim():
+        if pred.dim() != label.dim() + 1:
+            raise ValueError(
+                f'binary_cross_entropy: scores {tuple(pred.shape)} do not '
+                f'match labels {tuple(label.shape)}')
+        label, weight, valid_mask = _expand_onehot_labels(
+            label, weight, pred.shape, ignore_index)
+    else:
+        valid_mask = ((label >= 0) & (label != ignore_index)).float()
+        weight = valid_mask if weight is None else weight * valid_mask
+    if reduction == 'mean' and avg_factor is None and avg_non_ignore:
+        avg_factor = valid_mask.sum().item()
+    # an ignored pixel's target (e.g. 255) must be a valid probability
+    target = label.float().where(valid_mask.bool(), 0.)
+    loss = F.binary_cross_entropy_with_logits(
+        pred, target, pos_weight=class_weight, reduction='none')
+    return weight_reduce_loss(loss, weight.float(), reduction, avg_factor)
+
+
 @MODELS.register_module()
 class CrossEntropyLoss(nn.Module):
     """Softmax cross-entropy for semantic segmentation.
 
     Args:
-        use_sigmoid: must be False (SenFormer's losses are softmax ones);
-            kept because configs state it.
-        use_mask: must be False, likewise.
+        use_sigmoid: the sigmoid (binary) cross-entropy
+            (:func:`binary_cross_entropy`) instead of the softmax one.
+        use_mask: unsupported (must be False).
         reduction: ``'mean'``, ``'sum'`` or ``'none'``.
         class_weight: per-class weights, a list or a path to a ``.npy`` or
             ``.pkl``/``.json`` file holding one.
@@ -79,16 +147,19 @@ class CrossEntropyLoss(nn.Module):
                  loss_name: str = 'loss_ce',
                  avg_non_ignore: bool = False):
         super().__init__()
-        if use_sigmoid or use_mask:
-            raise ValueError('CrossEntropyLoss: use_sigmoid=True and '
-                             'use_mask=True are not supported; only the '
-                             'softmax cross-entropy is')
+        if use_mask:
+            raise ValueError('CrossEntropyLoss: use_mask=True (the mask '
+                             'cross-entropy) is not supported')
         if reduction not in ('mean', 'sum', 'none'):
             raise ValueError(f"CrossEntropyLoss: reduction must be 'mean', "
                              f"'sum' or 'none', got {reduction!r}")
         if not loss_name.startswith('loss_'):
             raise ValueError(f'loss_name must start with "loss_" so that it '
                              f'is optimised, got {loss_name!r}')
+        self.use_sigmoid = use_sigmoid
+        self.use_mask = use_mask
+        self.criterion = binary_cross_entropy if use_sigmoid else \
+            cross_entropy
         self.reduction = reduction
         self.loss_weight = loss_weight
         self.register_buffer(
@@ -127,7 +198,7 @@ class CrossEntropyLoss(nn.Module):
         reduction = reduction_override or self.reduction
         class_weight = None if self.class_weight is None else \
             self.class_weight.to(cls_score.dtype)
-        return self.loss_weight * cross_entropy(
+        return self.loss_weight * self.criterion(
             cls_score,
             label,
             weight,
