@@ -287,3 +287,76 @@ def test_load_annotations_without_dataset_context(tmp_path):
     np.testing.assert_array_equal(out['gt_seg_map'],
                                   [[255, 0], [1, 255]])
     assert out['seg_fields'] == ['gt_seg_map']
+
+
+# --------------------------------------------- MMSegmentation 1.x arguments
+@pytest.fixture
+def served(sample, tmp_path):
+    """``sample``'s directory served over HTTP on 127.0.0.1."""
+    import functools
+    import http.server
+    import threading
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+def test_loading_accepts_backend_args_and_imdecode_backend(sample):
+    """The arguments MMSegmentation 1.x's dataset configs pass."""
+    on_disk = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True)
+    ])(copy.deepcopy(sample))
+    pipeline = Compose([
+        dict(
+            type='LoadImageFromFile',
+            backend_args=dict(backend='local'),
+            imdecode_backend='pillow'),
+        dict(
+            type='LoadAnnotations',
+            reduce_zero_label=True,
+            backend_args=None,
+            imdecode_backend='cv2')
+    ])
+    out = pipeline(copy.deepcopy(sample))
+    # a lossless PNG decodes to the same BGR pixels with either backend
+    np.testing.assert_array_equal(out['img'], on_disk['img'])
+    np.testing.assert_array_equal(out['gt_seg_map'], on_disk['gt_seg_map'])
+    assert "imdecode_backend='pillow'" in repr(pipeline.transforms[0])
+    assert "backend_args={'backend': 'local'}" in repr(pipeline.transforms[0])
+
+
+def test_loading_reads_through_the_file_backend(sample, served):
+    """An http:// path goes through mmengine's file backends."""
+    remote = dict(
+        sample,
+        img_path=f'{served}/a.png',
+        seg_map_path=f'{served}/a_label.png')
+    out = Compose([
+        dict(type='LoadImageFromFile', backend_args=None),
+        dict(type='LoadAnnotations', backend_args=None)
+    ])(remote)
+    np.testing.assert_array_equal(out['img'], cv2.imread(sample['img_path']))
+    assert out['gt_seg_map'].shape == (40, 60)
+    from mmseg.datasets.errors import DatasetError
+    with pytest.raises(DatasetError, match='missing.png'):
+        TRANSFORMS.build(dict(type='LoadImageFromFile'))(
+            dict(img_path=f'{served}/missing.png'))
+
+
+def test_loading_rejects_unknown_decoders_and_can_ignore_missing_images(
+        tmp_path):
+    for name in ('LoadImageFromFile', 'LoadAnnotations'):
+        with pytest.raises(ValueError, match="imdecode_backend.*'pil'"):
+            TRANSFORMS.build(dict(type=name, imdecode_backend='pil'))
+    missing = dict(img_path=str(tmp_path / 'missing.jpg'))
+    assert TRANSFORMS.build(
+        dict(type='LoadImageFromFile', ignore_empty=True))(missing) is None
+    from mmseg.datasets.errors import DatasetNotFoundError
+    with pytest.raises(DatasetNotFoundError, match='missing.jpg'):
+        TRANSFORMS.build(dict(type='LoadImageFromFile'))(missing)

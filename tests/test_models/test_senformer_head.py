@@ -96,24 +96,25 @@ def test_losses_match_definition():
     assert set(losses) == {'loss_classic', 'loss_seg', 'acc_seg'}
 
     y = label[:, 0]
-    up = torch.nn.functional.interpolate(
-        ensemble, size=(64, 64), mode='bilinear', align_corners=False)
-    valid = y != 255
-    # the ensemble sums 4 softmaxes: its normalised log is log(p / 4)
-    log_p = torch.log(up.clamp(min=1e-15) / 4).permute(0, 2, 3, 1)[valid]
-    expected_classic = -log_p.gather(1, y[valid][:, None]).mean()
-    torch.testing.assert_close(losses['loss_classic'], expected_classic)
 
+    def up(maps):
+        return torch.nn.functional.interpolate(
+            maps, size=(64, 64), mode='bilinear', align_corners=False)
+
+    # the published formulas: the log of the clamped ensemble is taken at
+    # stride 4 and upsampled as logits; each learner's cross-entropy is
+    # averaged over the labelled pixels
+    log_ensemble = up(ensemble.clamp(min=1e-15).log())
+    torch.testing.assert_close(
+        losses['loss_classic'],
+        torch.nn.functional.cross_entropy(log_ensemble, y, ignore_index=255))
     ce = [
-        torch.nn.functional.cross_entropy(
-            torch.nn.functional.interpolate(
-                t, size=(64, 64), mode='bilinear', align_corners=False),
-            y,
-            ignore_index=255,
-            reduction='none').mean() for t in learners
+        torch.nn.functional.cross_entropy(up(t), y, ignore_index=255)
+        for t in learners
     ]
     torch.testing.assert_close(losses['loss_seg'], sum(ce) / 4)
-    acc = (up.argmax(1) == y)[valid].float().mean() * 100
+    valid = y != 255
+    acc = (log_ensemble.argmax(1) == y)[valid].float().mean() * 100
     torch.testing.assert_close(losses['acc_seg'], acc)
 
 

@@ -1,10 +1,12 @@
 """Reading images and label maps into the pipeline's ``results`` dict."""
-import os.path as osp
+import io
 from typing import Dict, Optional
 
 import cv2
+import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine import fileio
 from PIL import Image, UnidentifiedImageError
 
 from mmseg.registry import TRANSFORMS
@@ -14,27 +16,67 @@ _IMREAD_FLAGS = dict(
     color=cv2.IMREAD_COLOR,
     grayscale=cv2.IMREAD_GRAYSCALE,
     unchanged=cv2.IMREAD_UNCHANGED)
+_IMDECODE_BACKENDS = ('cv2', 'pillow', 'turbojpeg', 'tifffile')
 
 
-def read_image(path: str, color_type: str = 'color') -> np.ndarray:
-    """Decode an image file with OpenCV (BGR channel order).
+def _check_imdecode_backend(owner: str, backend: str) -> None:
+    if backend not in _IMDECODE_BACKENDS:
+        raise ValueError(f'{owner}: imdecode_backend must be one of '
+                         f'{_IMDECODE_BACKENDS}, got {backend!r}')
+
+
+def read_bytes(path: str,
+               what: str,
+               backend_args: Optional[dict] = None) -> bytes:
+    """The content of ``path`` through mmengine's file backends (local
+    disk, or what ``backend_args`` / the path's prefix select).
+
+    Raises:
+        DatasetNotFoundError: no file at ``path``.
+        DatasetError: the backend cannot read it (e.g. an HTTP error).
+    """
+    try:
+        return fileio.get(path, backend_args=backend_args)
+    except (FileNotFoundError, IsADirectoryError) as e:
+        raise DatasetNotFoundError(f'{what} {path!r} does not exist') from e
+    except OSError as e:  # remote backends: HTTP errors, refused connections
+        raise DatasetError(f'cannot read {what} {path!r}: {e}') from e
+
+
+def _decode(data: bytes, flag: str, backend: str) -> Optional[np.ndarray]:
+    """Decode with ``backend``; None when the bytes are not an image."""
+    if not data:
+        return None
+    if backend == 'cv2':
+        return cv2.imdecode(
+            np.frombuffer(data, dtype=np.uint8), _IMREAD_FLAGS[flag])
+    try:
+        return mmcv.imfrombytes(data, flag=flag, backend=backend)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def read_image(path: str,
+               color_type: str = 'color',
+               imdecode_backend: str = 'cv2',
+               backend_args: Optional[dict] = None) -> np.ndarray:
+    """Decode an image file (BGR channel order).
 
     Raises:
         DatasetNotFoundError: no file at ``path``.
         DatasetError: the file is not a decodable image.
     """
-    if not osp.isfile(path):
-        raise DatasetNotFoundError(f'image file {path!r} does not exist')
-    with open(path, 'rb') as f:
-        data = np.frombuffer(f.read(), dtype=np.uint8)
-    img = cv2.imdecode(data, _IMREAD_FLAGS[color_type]) if data.size else None
+    data = read_bytes(path, 'image file', backend_args)
+    img = _decode(data, color_type, imdecode_backend)
     if img is None:
         raise DatasetError(f'image file {path!r} is empty or corrupt '
-                           f'({data.size} bytes, not a decodable image)')
+                           f'({len(data)} bytes, not a decodable image)')
     return img
 
 
-def read_label_map(path: str) -> np.ndarray:
+def read_label_map(path: str,
+                   imdecode_backend: str = 'pillow',
+                   backend_args: Optional[dict] = None) -> np.ndarray:
     """Read a single-channel label map (``H x W``; palette PNGs give their
     indices, not their colours).
 
@@ -42,14 +84,19 @@ def read_label_map(path: str) -> np.ndarray:
         DatasetNotFoundError: no file at ``path``.
         DatasetError: unreadable file, or a colour (multi-channel) image.
     """
-    if not osp.isfile(path):
-        raise DatasetNotFoundError(f'label map {path!r} does not exist')
-    try:
-        with Image.open(path) as pil:
-            label = np.array(pil)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DatasetError(
-            f'label map {path!r} is corrupt or not an image: {e}') from e
+    data = read_bytes(path, 'label map', backend_args)
+    if imdecode_backend == 'pillow':
+        try:
+            with Image.open(io.BytesIO(data)) as pil:
+                label = np.array(pil)
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DatasetError(
+                f'label map {path!r} is corrupt or not an image: {e}') from e
+    else:
+        label = _decode(data, 'unchanged', imdecode_backend)
+        if label is None:
+            raise DatasetError(f'label map {path!r} is corrupt or not an '
+                               f'image ({imdecode_backend} cannot decode it)')
     if label.ndim == 3 and label.shape[2] == 1:
         label = label[..., 0]
     if label.ndim != 2:
@@ -95,21 +142,47 @@ class LoadImageFromFile(BaseTransform):
     """Load ``results['img_path']`` as a BGR ``H x W x 3`` uint8 array.
 
     Added keys: ``img``, ``img_shape`` and ``ori_shape`` (both ``(H, W)``).
+    Arguments as MMCV's ``LoadImageFromFile`` (which MMSegmentation 1.x
+    uses); a missing or corrupt file raises a :class:`DatasetError` naming
+    it.
 
     Args:
         to_float32: convert the image to float32.
         color_type: ``'color'``, ``'grayscale'`` or ``'unchanged'``.
+        imdecode_backend: ``'cv2'``, ``'pillow'``, ``'turbojpeg'`` or
+            ``'tifffile'`` (the last two need their packages).
+        ignore_empty: a missing file makes the transform return None
+            instead of raising.
+        backend_args: mmengine file backend arguments (None: by the path's
+            prefix, the local disk for plain paths).
     """
 
-    def __init__(self, to_float32: bool = False, color_type: str = 'color'):
+    def __init__(self,
+                 to_float32: bool = False,
+                 color_type: str = 'color',
+                 imdecode_backend: str = 'cv2',
+                 ignore_empty: bool = False,
+                 *,
+                 backend_args: Optional[dict] = None):
         if color_type not in _IMREAD_FLAGS:
             raise ValueError(f'LoadImageFromFile: color_type {color_type!r} '
                              f'is not one of {sorted(_IMREAD_FLAGS)}')
+        _check_imdecode_backend(type(self).__name__, imdecode_backend)
         self.to_float32 = to_float32
         self.color_type = color_type
+        self.imdecode_backend = imdecode_backend
+        self.ignore_empty = ignore_empty
+        self.backend_args = None if backend_args is None else \
+            dict(backend_args)
 
-    def transform(self, results: dict) -> dict:
-        img = read_image(results['img_path'], self.color_type)
+    def transform(self, results: dict) -> Optional[dict]:
+        try:
+            img = read_image(results['img_path'], self.color_type,
+                             self.imdecode_backend, self.backend_args)
+        except DatasetNotFoundError:
+            if self.ignore_empty:
+                return None
+            raise
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = img
@@ -118,8 +191,11 @@ class LoadImageFromFile(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return (f'{type(self).__name__}(to_float32={self.to_float32}, '
-                f'color_type={self.color_type!r})')
+        return (f'{type(self).__name__}(ignore_empty={self.ignore_empty}, '
+                f'to_float32={self.to_float32}, '
+                f'color_type={self.color_type!r}, '
+                f'imdecode_backend={self.imdecode_backend!r}, '
+                f'backend_args={self.backend_args})')
 
 
 @TRANSFORMS.register_module()
@@ -156,6 +232,10 @@ class LoadAnnotations(BaseTransform):
     Args:
         reduce_zero_label: None follows the dataset (``results
             ['reduce_zero_label']``); a bool must agree with it.
+        backend_args: mmengine file backend arguments (None: by the path's
+            prefix, the local disk for plain paths).
+        imdecode_backend: ``'pillow'`` (palette PNGs give their indices),
+            ``'cv2'``, ``'turbojpeg'`` or ``'tifffile'``.
 
     Raises:
         DatasetError: unreadable label map, a size different from the
@@ -163,8 +243,15 @@ class LoadAnnotations(BaseTransform):
             disagreeing with the dataset's.
     """
 
-    def __init__(self, reduce_zero_label: Optional[bool] = None) -> None:
+    def __init__(self,
+                 reduce_zero_label: Optional[bool] = None,
+                 backend_args: Optional[dict] = None,
+                 imdecode_backend: str = 'pillow') -> None:
+        _check_imdecode_backend(type(self).__name__, imdecode_backend)
         self.reduce_zero_label = reduce_zero_label
+        self.backend_args = None if backend_args is None else \
+            dict(backend_args)
+        self.imdecode_backend = imdecode_backend
 
     def _reduce(self, results: dict) -> bool:
         from_dataset = results.get('reduce_zero_label')
@@ -185,7 +272,8 @@ class LoadAnnotations(BaseTransform):
             raise DatasetError(
                 f'LoadAnnotations: sample {results.get("img_path")!r} has no '
                 "label map (the dataset's data_prefix has no seg_map_path)")
-        label = read_label_map(path)
+        label = read_label_map(path, self.imdecode_backend,
+                               self.backend_args)
         ori_shape = results.get('ori_shape')
         if ori_shape is not None and tuple(ori_shape[:2]) != label.shape:
             raise DatasetError(
@@ -230,4 +318,6 @@ class LoadAnnotations(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}'
-                f'(reduce_zero_label={self.reduce_zero_label})')
+                f'(reduce_zero_label={self.reduce_zero_label}, '
+                f'imdecode_backend={self.imdecode_backend!r}, '
+                f'backend_args={self.backend_args})')

@@ -87,12 +87,13 @@ class SwinTransformer(BaseModule):
         self.frozen_stages = frozen_stages
 
         self.patch_embed = PatchEmbed(
-            in_channels,
-            embed_dims,
-            patch_size,
+            in_channels=in_channels,
+            embed_dims=embed_dims,
+            conv_type='Conv2d',
+            kernel_size=patch_size,
             stride=strides[0],
-            with_norm=patch_norm,
-            norm_cfg=norm_cfg)
+            padding='corner',
+            norm_cfg=norm_cfg if patch_norm else None)
         if use_abs_pos_embed:
             grid = pretrain_img_size // patch_size
             self.absolute_pos_embed = nn.Parameter(
@@ -109,7 +110,12 @@ class SwinTransformer(BaseModule):
             downsample = None
             if i < num_stages - 1:
                 downsample = PatchMerging(
-                    channels, 2 * channels, strides[i + 1], norm_cfg=norm_cfg)
+                    in_channels=channels,
+                    out_channels=2 * channels,
+                    stride=strides[i + 1],
+                    # normalised whatever patch_norm says, as in the
+                    # official Swin whose checkpoints we load
+                    norm_cfg=norm_cfg)
             first = sum(depths[:i])
             self.stages.append(
                 SwinBlockSequence(

@@ -1,6 +1,8 @@
-from .accuracy import accuracy, pixel_accuracy
+from .accuracy import Accuracy, accuracy, pixel_accuracy
 from .cross_entropy_loss import CrossEntropyLoss, cross_entropy
+from .utils import reduce_loss, weight_reduce_loss
 
 __all__ = [
-    'accuracy', 'pixel_accuracy', 'CrossEntropyLoss', 'cross_entropy'
+    'Accuracy', 'accuracy', 'pixel_accuracy', 'CrossEntropyLoss',
+    'cross_entropy', 'reduce_loss', 'weight_reduce_loss'
 ]

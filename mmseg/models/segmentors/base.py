@@ -62,8 +62,16 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
     def _restore_original(maps: torch.Tensor, img_meta: dict,
                           align_corners: bool) -> torch.Tensor:
         """Crop the padding of one ``K x H x W`` map, undo a test-time flip
-        and resize it to ``ori_shape``."""
-        left, right, top, bottom = img_meta.get('padding_size', (0, 0, 0, 0))
+        and resize it to ``ori_shape``.
+
+        The padding is ``img_padding_size`` (left, right, top, bottom) when
+        the meta has it (test-time padding by the data preprocessor's
+        ``test_cfg``, as MMSegmentation 1.x records it), else
+        ``padding_size``."""
+        padding = img_meta.get('img_padding_size')
+        if padding is None:
+            padding = img_meta.get('padding_size', (0, 0, 0, 0))
+        left, right, top, bottom = padding
         height, width = maps.shape[1:]
         maps = maps[:, top:height - bottom, left:width - right]
         if img_meta.get('flip', False):
@@ -77,6 +85,14 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
             size=img_meta['ori_shape'][:2],
             mode='bilinear',
             align_corners=align_corners)[0]
+
+    def _classes(self, logits: torch.Tensor) -> torch.Tensor:
+        """``1 x H x W`` classes of ``K x H x W`` logits: the arg-max, or
+        for a binary head (one channel) whether the sigmoid exceeds the
+        head's ``threshold``."""
+        if logits.shape[0] > 1:
+            return logits.argmax(dim=0, keepdim=True)
+        return (logits.sigmoid() > self.decode_head.threshold).long()
 
     def postprocess_result(self,
                            seg_logits: torch.Tensor,
@@ -104,8 +120,7 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
             logits = self._restore_original(seg_logits[i], meta,
                                             align_corners)
             sample.seg_logits = PixelData(data=logits)
-            sample.pred_sem_seg = PixelData(
-                data=logits.argmax(dim=0, keepdim=True))
+            sample.pred_sem_seg = PixelData(data=self._classes(logits))
             if learner_logits is not None:
                 sample.learner_logits = [
                     PixelData(

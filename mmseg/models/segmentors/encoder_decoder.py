@@ -206,6 +206,7 @@ class EncoderDecoder(BaseSegmentor):
                 dict(
                     ori_shape=shape,
                     img_shape=shape,
+                    pad_shape=shape,
                     batch_input_shape=shape,
                     padding_size=(0, 0, 0, 0))
             ] * inputs.shape[0]
