@@ -5,7 +5,6 @@ folder through a test-only model index."""
 import glob
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import cv2
@@ -14,22 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_cli
 from mmseg.apis import model_zoo
 
 TOY = osp.join(REPO_ROOT, 'senformer_configs', 'senformer', 'toy',
                'senformer_fpnt_r18_toy.py')
 NUM_LEARNERS = 4  # the toy head: 2 blocks x 2 heads
 
-
-def run_cli(*args, env=None, timeout=300):
-    proc = subprocess.run(
-        [str(a) for a in args], cwd=REPO_ROOT, capture_output=True,
-        text=True, env=dict(os.environ, **(env or {})), timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f'{" ".join(map(str, args))} exited '
-                             f'{proc.returncode}:\n{proc.stderr[-4000:]}')
-    return proc
 
 
 @pytest.fixture(scope='module')

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from mmseg.engine import atomic_io
-# the autouse fixture resets torch and mmengine state after each test
-from test_reliability import _keep_torch_global_state  # noqa: F401
 from test_reliability import (TEST, TOY_CONFIG, error_line,
                               generate_toy, load_tool, run_tool, snapshot,
                               toy_root, toy_state, train, write_config)
+
+pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 
 _ = toy_root, toy_state  # fixtures
 CHECK_DATASET = load_tool('tools/misc/check_dataset.py')

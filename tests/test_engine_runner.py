@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from mmseg.engine import (SegRunner, count_sync_batchnorm, init_cpu_dist,
                           load_checkpoint, revert_sync_batchnorm_if_needed,
                           safe_load, safe_torch_load)
 from mmseg.registry import HOOKS
+from conftest import free_port
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -305,11 +305,6 @@ close_dist()
 '''
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(
     not torch.distributed.is_available()
@@ -326,7 +321,7 @@ def test_two_process_cpu_training_with_torchrun(tmp_path):
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
          '2', '--master_addr', '127.0.0.1', '--master_port',
-         str(_free_port()), str(script), str(work_dir)],
+         str(free_port()), str(script), str(work_dir)],
         env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

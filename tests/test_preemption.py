@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from mmseg.engine import EXIT_PREEMPTED, safe_torch_load
-# the autouse fixture resets torch and mmengine state after each test
-from test_reliability import _keep_torch_global_state  # noqa: F401
 from test_reliability import REPO_ROOT, error_line, train, write_config
-from test_reliability_faults import (TRAIN_SCRIPT, _free_port, _start, _tail,
-                                     data, listing, logged_scalars)
+from conftest import free_port
+from test_reliability_faults import (TRAIN_SCRIPT, _start, _tail, data,
+                                     listing, logged_scalars)
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.usefixtures('keep_torch_global_state'), pytest.mark.slow
+]
 _ = data  # the 4-image toy dataset fixture
 
 DIST_TRAIN = os.path.join(REPO_ROOT, 'tools', 'dist_train.sh')
@@ -187,7 +188,7 @@ def test_signal_to_one_rank_stops_all_ranks_at_the_same_iteration(
          '--cfg-options', 'env_cfg.dist_cfg.timeout=120'],
         env=dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                  PYTHONPATH=_env_path(tmp_path), PAUSE_DIR=str(tmp_path),
-                 PORT=str(_free_port())),
+                 PORT=str(free_port())),
         stdout=open(log, 'w'), stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         marker = tmp_path / 'iteration_2_rank1'
@@ -264,7 +265,7 @@ def test_signal_to_dist_train_sh_reaches_the_training_process(data,
         ['bash', DIST_TRAIN, cfg, '1', '--work-dir', str(work)],
         env=dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                  PYTHONPATH=_env_path(tmp_path), PAUSE_DIR=str(tmp_path),
-                 PORT=str(_free_port())),
+                 PORT=str(free_port())),
         stdout=open(log, 'w'), stderr=subprocess.STDOUT, cwd=REPO_ROOT)
     try:
         marker = tmp_path / 'iteration_2_rank0'
@@ -311,7 +312,7 @@ def test_slurm_train_sh_requeues_a_preempted_job_which_resumes(
     env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
                PYTHONPATH=_env_path(tmp_path), FAKE_SLURM_LOG=str(tmp_path),
                PATH=str(bin_dir) + os.pathsep + os.environ['PATH'],
-               SLURM_JOB_ID='4242', MASTER_PORT=str(_free_port()))
+               SLURM_JOB_ID='4242', MASTER_PORT=str(free_port()))
     command = ['bash', os.path.join(REPO_ROOT, 'tools', 'slurm_train.sh'),
                'gpu', 'job', cfg, '--work-dir', str(work)]
 

@@ -21,6 +21,8 @@ import torch
 
 from mmseg.utils import cli
 
+pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOY_CONFIG = osp.join(REPO_ROOT, 'senformer_configs', 'senformer', 'toy',
                       'senformer_fpnt_r18_toy.py')
@@ -113,24 +115,6 @@ def data(toy_root, tmp_path):
     root = str(tmp_path / 'data')
     shutil.copytree(toy_root, root)
     return root
-
-
-@pytest.fixture(autouse=True)
-def _keep_torch_global_state():
-    """In-process runs must not leave deterministic mode or threads on."""
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    threads = torch.get_num_threads()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
-    # a run's loggers write to this test's captured stdout, closed once the
-    # test ends; a new process (what the tools are) starts without them
-    from mmengine.logging import MMLogger
-    for logger in MMLogger._instance_dict.values():
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-            handler.close()
-    MMLogger._instance_dict.clear()
 
 
 TRAIN = load_tool('tools/train.py')

@@ -14,7 +14,6 @@ import os
 import os.path as osp
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,10 +29,11 @@ from torch.utils.data import get_worker_info
 
 from mmseg.engine import SegRunner, safe_torch_load
 from mmseg.registry import HOOKS, MODELS, TRANSFORMS
-# the autouse fixture resets torch and mmengine state after each test
-from test_reliability import _keep_torch_global_state  # noqa: F401
+from conftest import free_port
 from test_reliability import (REPO_ROOT, error_line, generate_toy, sha256,
                               train, write_config)
+
+pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 
 TRAIN_SCRIPT = osp.join(REPO_ROOT, 'tools', 'train.py')
 
@@ -485,11 +485,6 @@ class FailOnRankHook(Hook):
 '''
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.skipif(
     not torch.distributed.is_available()
@@ -510,7 +505,7 @@ def test_failing_rank_ends_the_distributed_job(data, tmp_path):
     proc = _start([
         '-m', 'torch.distributed.run', '--nproc_per_node', '2',
         '--master_addr', '127.0.0.1', '--master_port',
-        str(_free_port()), TRAIN_SCRIPT, cfg, '--launcher', 'pytorch',
+        str(free_port()), TRAIN_SCRIPT, cfg, '--launcher', 'pytorch',
         '--work-dir', str(tmp_path / 'work'), '--cfg-options',
         'env_cfg.dist_cfg.timeout=60'
     ], log, PYTHONPATH=str(tmp_path) + os.pathsep + REPO_ROOT)

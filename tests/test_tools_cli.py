@@ -7,14 +7,13 @@ import hashlib
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, run_cli
 
 TOY = 'senformer_configs/senformer/toy/senformer_fpnt_r18_toy.py'
 PY_TOOLS = sorted(
@@ -27,17 +26,6 @@ SHELL_TOOLS = sorted(
     for p in glob.glob(osp.join(REPO_ROOT, 'tools', '**', '*.sh'),
                        recursive=True))
 
-
-def run_cli(*args, env=None, check=True, timeout=300):
-    """Run a command in the repository root; returns the CompletedProcess."""
-    proc = subprocess.run(
-        list(args), cwd=REPO_ROOT, capture_output=True, text=True,
-        env=dict(os.environ, **(env or {})), timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f'{" ".join(args)} exited {proc.returncode}:\n'
-            f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
 
 
 # ----------------------------------------------------------------------

@@ -11,8 +11,6 @@ import os
 import os.path as osp
 import re
 import shlex
-import socket
-import subprocess
 import sys
 import time
 
@@ -20,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port, run_cli
 
 TOY = osp.join(REPO_ROOT, 'senformer_configs', 'senformer', 'toy',
                'senformer_fpnt_r18_toy.py')
@@ -65,16 +63,6 @@ class StopAfterIter(Hook):
             os._exit(3)
 '''
 
-
-def run_cli(*args, env=None, check=True, timeout=300):
-    proc = subprocess.run(
-        [str(a) for a in args], cwd=REPO_ROOT, capture_output=True,
-        text=True, env=dict(os.environ, **(env or {})), timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f'{" ".join(map(str, args))} exited {proc.returncode}:\n'
-            f'{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}')
-    return proc
 
 
 def generate(root, **kwargs):
@@ -223,18 +211,13 @@ def test_analyze_logs_plots_the_training(trained, tmp_path):
     assert cv2.imread(str(out)).shape[0] >= 3 * 200  # three panels
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 def test_dist_train_with_two_cpu_processes(trained, tmp_path):
     work = tmp_path / 'work'
     run_cli('bash', 'tools/dist_train.sh', trained['config'], 2,
             '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2',
             'train_cfg.val_interval=2',
-            env=dict(PORT=str(_free_port()), CUDA_VISIBLE_DEVICES=''))
+            env=dict(PORT=str(free_port()), CUDA_VISIBLE_DEVICES=''))
     distributed = read_checkpoint(work / 'iter_2.pth')
     single = read_checkpoint(trained['work'] / 'iter_2.pth')
     # the same checkpoint format as a single-process run
