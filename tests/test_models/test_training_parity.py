@@ -227,3 +227,39 @@ def test_learning_rate_schedule_equals_published(name):
     for iteration, expected in case['lr'].items():
         assert ours[iteration] == pytest.approx(expected, rel=1e-6), \
             f'iteration {iteration}'
+
+
+def _report():
+    """Print every case's largest relative differences from the published
+    step, on both paths (``python -m tests.test_models.test_training_parity
+    [CASE ...]``)."""
+    import sys
+    detw = load_detw()
+    names = sys.argv[1:] or sorted(CASES)
+    print(f'{"case":24} {"path":6} {"loss_classic":>12} {"loss_seg":>10} '
+          f'{"aux.loss_ce":>11} {"grad_norm":>10} {"fingerprints":>12}')
+    for name in names:
+        case = CASES[name]
+        for path in ('fast', 'plain'):
+            losses, grad_norm, model = _step(case, path)
+            params = dict(model.named_parameters())
+            worst = 0.0
+            for key, expected in case['grads'].items():
+                sample = detw.sample(params[key].grad)
+                scale = expected['vals'].abs().max().clamp(min=1e-30)
+                worst = max(worst, ((sample['vals'] - expected['vals']).abs()
+                                    .max() / scale).item())
+            rel = {
+                k: abs(losses[k] / case['losses'][k] - 1)
+                for k in ('decode.loss_classic', 'decode.loss_seg',
+                          'aux.loss_ce')
+            }
+            print(f'{name:24} {path:6} {rel["decode.loss_classic"]:12.1e} '
+                  f'{rel["decode.loss_seg"]:10.1e} {rel["aux.loss_ce"]:11.1e} '
+                  f'{abs(grad_norm / case["grad_norm"] - 1):10.1e} '
+                  f'{worst:12.1e}')
+
+
+if __name__ == '__main__':
+    torch.set_num_threads(2)
+    _report()
