@@ -417,3 +417,34 @@ def test_collect_env_names_torch_mmengine_and_this_code():
     assert fields['PyTorch'] == torch.__version__
     assert fields['MMSegmentation'].startswith(mmseg.__version__)
     assert 'MMEngine' in fields and 'MMCV' in fields
+
+
+# ----------------------------------------------------------------------
+# slide inference defaults
+
+
+def test_slide_inference_defaults_to_the_training_crop(capsys):
+    tool = _test_tool()
+    args = tool['parse_args'](['c.py', 'k.pth', '--cfg-options',
+                               'model.test_cfg.mode=slide'])
+    args.config = TOY
+    cfg = tool['build_config'](args)
+    assert cfg.model.test_cfg.crop_size == (128, 128)
+    assert cfg.model.test_cfg.stride == (85, 85)
+    assert 'slide inference: crop_size=(128, 128), stride=(85, 85)' in \
+        capsys.readouterr().out
+    # given values are kept
+    args = tool['parse_args'](['c.py', 'k.pth', '--cfg-options',
+                               'model.test_cfg.mode=slide',
+                               'model.test_cfg.crop_size=(96,64)',
+                               'model.test_cfg.stride=(50,40)'])
+    args.config = TOY
+    cfg = tool['build_config'](args)
+    assert cfg.model.test_cfg.crop_size == (96, 64)
+    assert cfg.model.test_cfg.stride == (50, 40)
+    # the stride follows a given crop size
+    args = tool['parse_args'](['c.py', 'k.pth', '--cfg-options',
+                               'model.test_cfg.mode=slide',
+                               'model.test_cfg.crop_size=(96,63)'])
+    args.config = TOY
+    assert tool['build_config'](args).model.test_cfg.stride == (64, 42)

@@ -90,6 +90,32 @@ def _without_annotations(transforms):
     return kept
 
 
+def fill_slide_defaults(cfg: Config) -> None:
+    """``model.test_cfg.mode='slide'`` without ``crop_size`` / ``stride``:
+    windows of the config's training crop size (``data_preprocessor.size``)
+    every two thirds of it (MMSegmentation's 512 / 341), logged."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    if test_cfg.get('mode') != 'slide':
+        return
+    filled = []
+    if 'crop_size' not in test_cfg:
+        size = cfg.model.get('data_preprocessor', {}).get('size')
+        if not size:
+            raise ConfigError(
+                "model.test_cfg.mode='slide' needs model.test_cfg.crop_size "
+                '(and stride): the config has no training crop size '
+                '(model.data_preprocessor.size) to default to')
+        test_cfg.crop_size = tuple(int(s) for s in size)
+        filled.append(f'crop_size={test_cfg.crop_size}')
+    if 'stride' not in test_cfg:
+        test_cfg.stride = tuple(max(1, 2 * int(c) // 3)
+                                for c in test_cfg.crop_size)
+        filled.append(f'stride={test_cfg.stride}')
+    if filled:
+        print(f'slide inference: {", ".join(filled)} (defaults: the '
+              'training crop size, a stride of two thirds of it)')
+
+
 def set_format_only(cfg: Config, args) -> None:
     """Predictions only, for images without labels (a test split): no
     label maps read, no metric computed; Cityscapes saves label ids."""
@@ -150,6 +176,7 @@ def build_config(args) -> Config:
         if args.show_dir:
             cfg.visualizer.save_dir = args.show_dir
             hook.out_dir = args.show_dir
+    fill_slide_defaults(cfg)
     if args.aug_test:
         if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
             raise ConfigError(f'--aug-test needs tta_pipeline and tta_model '
