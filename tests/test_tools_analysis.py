@@ -347,13 +347,22 @@ def test_vis_backend_tensorboard():
         ['LocalVisBackend', 'TensorboardVisBackend']
 
 
-@pytest.mark.skipif(importlib.util.find_spec('wandb') is None,
-                    reason='wandb is not installed')
-def test_vis_backend_wandb():
+def test_vis_backend_wandb(monkeypatch):
+    """(The config only: wandb itself is pretended installed.)"""
+    import importlib
+    import types
+    real_import_module = importlib.import_module
+    monkeypatch.setattr(
+        importlib, 'import_module', lambda name, *a, **k: types.ModuleType(
+            name) if name == 'wandb' else real_import_module(name, *a, **k))
+    monkeypatch.delenv('WANDB_PROJECT', raising=False)
     cfg = _train_config('--vis-backend', 'wandb', '--work-dir', 'w/run1')
     assert _backend_types(cfg) == ['LocalVisBackend', 'WandbVisBackend']
     assert cfg.visualizer.vis_backends[1]['init_kwargs'] == dict(
         project='senformer', name='run1')
+    monkeypatch.setenv('WANDB_PROJECT', 'mine')
+    cfg = _train_config('--vis-backend', 'wandb', '--work-dir', 'w/run1')
+    assert cfg.visualizer.vis_backends[1]['init_kwargs'] == dict(name='run1')
 
 
 @pytest.mark.parametrize('name, package', [('wandb', 'wandb'),

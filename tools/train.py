@@ -109,11 +109,12 @@ def set_vis_backend(cfg: Config, name: str) -> None:
     if backend_type is not None:
         backend = dict(type=backend_type)
         if name == 'wandb':
-            # one W&B project for all runs; the run is named after the
-            # work dir (override with --cfg-options)
+            # the run is named after the work dir; wandb reads the project
+            # (default here: senformer), entity and mode from WANDB_*
             backend['init_kwargs'] = dict(
-                project='senformer', name=osp.basename(
-                    osp.normpath(cfg.work_dir)))
+                name=osp.basename(osp.normpath(cfg.work_dir)))
+            if not os.environ.get('WANDB_PROJECT'):
+                backend['init_kwargs']['project'] = 'senformer'
         backends.append(backend)
     visualizer.vis_backends = backends
 
