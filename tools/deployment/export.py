@@ -33,9 +33,10 @@ def parse_args(argv=None):
     parser.add_argument(
         'checkpoint', help='checkpoint file (or "none": random weights)')
     parser.add_argument(
-        '--format', required=True, choices=['onnx', 'exported-program'],
-        help='onnx, or exported-program (torch.export.save, .pt2)')
-    parser.add_argument('--out', required=True, help='file to write')
+        '--format', choices=['onnx', 'exported-program'],
+        help='onnx, or exported-program (torch.export.save, .pt2); '
+        'required')
+    parser.add_argument('--out', help='file to write (required)')
     parser.add_argument(
         '--shape', type=int, nargs=2, metavar=('H', 'W'),
         help='input height and width (default: the config\'s crop size)')
@@ -49,7 +50,13 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
         help='override config entries')
     add_debug_argument(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # checked here, not by argparse, so that an unknown option is named
+    # first
+    for option in ('format', 'out'):
+        if getattr(args, option) is None:
+            parser.error(f'--{option} is required')
+    return args
 
 
 def _default_shape(cfg):
