@@ -221,7 +221,19 @@ def export_model(segmentor: nn.Module,
             image = torch.randn(1, 3, *size, generator=generator)
             with torch.no_grad():
                 reference = network(image)
-            result = _compare(reference, run(image))
+            try:
+                exported = run(image)
+            except Exception as e:
+                first = (str(e).strip().splitlines() or [''])[0]
+                raise ExportError(
+                    f'the exported model does not run at {size[0]} x '
+                    f'{size[1]} ({type(e).__name__}: {first}): the trace '
+                    'fixed a size-dependent step (for SenFormer the number '
+                    'of attention windows of the FPNT and Swin blocks), so '
+                    'it only runs at sizes like the traced one; export '
+                    f'without --dynamic at the size you need; {out} not '
+                    'written') from e
+            result = _compare(reference, exported)
             checks.append(result)
             if not result.passed:
                 raise ExportError(
