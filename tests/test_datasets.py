@@ -411,11 +411,24 @@ def test_reduce_zero_label_disagreement(tmp_path):
         ds[0]
 
 
-def test_palette_length_must_match(tmp_path):
-    with pytest.raises(DatasetError, match='2 colours for 1 classes'):
-        BaseSegDataset(
-            metainfo=dict(classes=('a', ), palette=[[0, 0, 0], [1, 1, 1]]),
-            lazy_init=True)
+def test_a_palette_that_does_not_fit_the_classes_is_replaced(capsys):
+    """Overriding a config's classes without its palette: generated colours,
+    one per class, and a log line saying so."""
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('test_palette', log_level='INFO')
+    ds = BaseSegDataset(
+        metainfo=dict(classes=('a', 'b', 'c'), palette=[[0, 0, 0]] * 5),
+        lazy_init=True)
+    assert ds.metainfo['palette'] == \
+        BaseSegDataset._generated_palette(3)
+    assert len({tuple(c) for c in ds.metainfo['palette']}) == 3
+    logged = capsys.readouterr()
+    assert 'metainfo palette has 5 colours for 3 classes; using generated ' \
+        'colours instead' in logged.out + logged.err
+    # a palette that fits is kept
+    fits = BaseSegDataset(
+        metainfo=dict(classes=('a', ), palette=[[1, 2, 3]]), lazy_init=True)
+    assert fits.metainfo['palette'] == [[1, 2, 3]]
 
 
 # ----------------------------------------------------------------------

@@ -387,6 +387,10 @@ def test_quickstart_reaches_60_miou_within_10_minutes(tmp_path):
                             proc.stdout).group(1))
     print(f'quick start: {minutes:.1f} min, mIoU {plain} / {multi} (MS)')
     assert plain >= 60 and multi >= 60
+    # a few lines on the console, the tools' output in the log
+    assert len(proc.stdout.strip().splitlines()) <= 15, proc.stdout
+    assert 'Iter(train) [200/200]' in (tmp_path / 'work' /
+                                       'quickstart.log').read_text()
     assert minutes < 10
     assert cv2.imread(str(tmp_path / 'work' / 'demo' /
                           'quickstart_demo.png')) is not None

@@ -1,15 +1,18 @@
 """Evaluate a checkpoint on a config's test set.
 
-    python tools/test.py CONFIG CHECKPOINT [--aug-test] [--out DIR]
-        [--show-dir DIR] [--per-learner] [--work-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT [--aug-test | --tta] [--out DIR]
+        [--format-only] [--show-dir DIR] [--per-learner] [--work-dir DIR]
         [--cfg-options KEY=VALUE ...] [--launcher none|pytorch|slurm|mpi]
         [--debug]
     python tools/test.py MODEL_NAME [CHECKPOINT] [--mirror URL_OR_DIR] ...
 
 Prints a per-class table and mIoU/mAcc/aAcc and writes them as JSON into
-the work dir. ``--aug-test`` is the multi-scale (0.5 ... 1.75) + flip test;
-``--out`` saves the predicted label maps as png; ``--show-dir`` saves
-overlays; ``--per-learner`` also reports each SenFormer learner's mIoU.
+the work dir. ``--aug-test`` (or MMSegmentation 1.x's name ``--tta``) is the
+multi-scale (0.5 ... 1.75) + flip test; ``--out`` saves the predicted label
+maps as png; ``--format-only`` only saves them, without needing labels (for
+Cityscapes in label ids, ``<image stem>.png``, as its test server wants);
+``--show-dir`` saves overlays; ``--per-learner`` also reports each SenFormer
+learner's mIoU.
 Several GPUs: ``bash tools/dist_test.sh CONFIG CHECKPOINT NGPUS [...]``.
 A published model's name (``tools/model_zoo.py list``) stands for its config
 and its checkpoint, downloaded once (see mmseg/apis/model_zoo.py).
@@ -42,10 +45,16 @@ def parse_args(argv=None):
         '--work-dir', help='where the metrics JSON and logs go '
         '(default: ./work_dirs/CONFIG_NAME)')
     parser.add_argument(
-        '--aug-test', action='store_true',
-        help='multi-scale + flip test (the config\'s tta_pipeline)')
+        '--aug-test', '--tta', dest='aug_test', action='store_true',
+        help='multi-scale + flip test (the config\'s tta_pipeline); --tta '
+        'is MMSegmentation 1.x\'s name for it')
     parser.add_argument(
         '--out', help='save the predicted label maps (png) in this folder')
+    parser.add_argument(
+        '--format-only', action='store_true',
+        help='only save the predictions in --out, computing no metric and '
+        'reading no label map (Cityscapes: in label ids, for its test '
+        'server)')
     parser.add_argument(
         '--show-dir', help='save prediction overlays in this folder')
     parser.add_argument(
@@ -73,6 +82,72 @@ def _evaluators(cfg: Config):
     return evaluator if isinstance(evaluator, list) else [evaluator]
 
 
+def _without_annotations(transforms):
+    """A pipeline (list, or TestTimeAug's nested lists) without
+    LoadAnnotations."""
+    kept = []
+    for t in transforms:
+        if isinstance(t, list):
+            t = _without_annotations(t)
+            if t:
+                kept.append(t)
+        elif t.get('type') != 'LoadAnnotations':
+            if t.get('type') == 'TestTimeAug':
+                t = ConfigDict(t, transforms=_without_annotations(
+                    t['transforms']))
+            kept.append(t)
+    return kept
+
+
+def fill_slide_defaults(cfg: Config) -> None:
+    """``model.test_cfg.mode='slide'`` without ``crop_size`` / ``stride``:
+    windows of the config's training crop size (``data_preprocessor.size``)
+    every two thirds of it (MMSegmentation's 512 / 341), logged."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    if test_cfg.get('mode') != 'slide':
+        return
+    filled = []
+    if 'crop_size' not in test_cfg:
+        size = cfg.model.get('data_preprocessor', {}).get('size')
+        if not size:
+            raise ConfigError(
+                "model.test_cfg.mode='slide' needs model.test_cfg.crop_size "
+                '(and stride): the config has no training crop size '
+                '(model.data_preprocessor.size) to default to')
+        test_cfg.crop_size = tuple(int(s) for s in size)
+        filled.append(f'crop_size={test_cfg.crop_size}')
+    if 'stride' not in test_cfg:
+        test_cfg.stride = tuple(max(1, 2 * int(c) // 3)
+                                for c in test_cfg.crop_size)
+        filled.append(f'stride={test_cfg.stride}')
+    if filled:
+        print(f'slide inference: {", ".join(filled)} (defaults: the '
+              'training crop size, a stride of two thirds of it)')
+
+
+def set_format_only(cfg: Config, args) -> None:
+    """Predictions only, for images without labels (a test split): no
+    label maps read, no metric computed; Cityscapes saves label ids."""
+    if not args.out:
+        raise ConfigError('--format-only saves the predictions in --out DIR; '
+                          'give --out')
+    if args.per_learner:
+        raise ConfigError('--format-only computes no metric; --per-learner '
+                          'has nothing to report')
+    dataset = cfg.test_dataloader.dataset
+    dataset.setdefault('data_prefix', ConfigDict())
+    dataset.data_prefix.seg_map_path = None
+    for holder, key in ((dataset, 'pipeline'), (cfg, 'tta_pipeline'),
+                        (cfg, 'test_pipeline')):
+        if holder.get(key) is not None:
+            holder[key] = _without_annotations(holder[key])
+    for evaluator in _evaluators(cfg):
+        evaluator.format_only = True
+        if dataset.get('type') == 'CityscapesDataset' and \
+                evaluator.get('type') == 'IoUMetric':
+            evaluator.type = 'CityscapesMetric'
+
+
 def build_config(args) -> Config:
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
@@ -96,6 +171,8 @@ def build_config(args) -> Config:
         for evaluator in _evaluators(cfg):
             evaluator.output_dir = args.out
             evaluator.keep_results = True
+    if args.format_only:
+        set_format_only(cfg, args)
     if args.show or args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
@@ -108,6 +185,7 @@ def build_config(args) -> Config:
         if args.show_dir:
             cfg.visualizer.save_dir = args.show_dir
             hook.out_dir = args.show_dir
+    fill_slide_defaults(cfg)
     if args.aug_test:
         if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
             raise ConfigError(f'--aug-test needs tta_pipeline and tta_model '

@@ -1,9 +1,15 @@
 """Train a segmentor.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--accumulate N] [--cfg-options KEY=VALUE ...]
+        [--auto-scale-lr] [--accumulate N]
+        [--vis-backend local|tensorboard|wandb] [--cfg-options KEY=VALUE ...]
         [--launcher none|pytorch|slurm|mpi] [--check-data]
         [--stop-signals SIG ...] [--debug]
+
+Scalars always go to the work dir (``vis_data/``); ``--vis-backend
+tensorboard`` or ``wandb`` also logs them to TensorBoard or Weights & Biases
+(mmengine's ``TensorboardVisBackend`` / ``WandbVisBackend``), ``local`` to
+nothing else. Without the option, TensorBoard is added when it is installed.
 
 Multi-GPU / multi-node: ``bash tools/dist_train.sh CONFIG NGPUS`` (torchrun)
 or ``tools/slurm_train.sh``; without CUDA the processes use gloo on CPU.
@@ -14,13 +20,22 @@ current iteration, rank 0 saves a checkpoint and the run exits with status
 same work dir is refused while the first one lives.
 """
 import argparse
+import importlib
 import os
 import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
+                             run)
+
+# --vis-backend: mmengine backend type and the package it needs
+VIS_BACKENDS = {
+    'local': (None, None),
+    'tensorboard': ('TensorboardVisBackend', 'tensorboard'),
+    'wandb': ('WandbVisBackend', 'wandb'),
+}
 
 
 def parse_args(argv=None):
@@ -83,6 +98,12 @@ def parse_args(argv=None):
         help='signals that stop training after the current iteration with a '
         'checkpoint (default: SIGTERM SIGUSR1; "none" to die on them '
         'instead)')
+    parser.add_argument(
+        '--vis-backend',
+        choices=sorted(VIS_BACKENDS),
+        help='where scalars go besides the work dir: tensorboard or wandb '
+        '(needs that package), or local for nowhere else (default: '
+        'tensorboard when installed)')
     # torchrun < 2.0 passes --local-rank; newer ones set LOCAL_RANK
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     add_debug_argument(parser)
@@ -102,6 +123,37 @@ def setup_amp(cfg: Config) -> None:
     else:
         # float16 on CPU is slow and needs scaling; bfloat16 needs neither
         wrapper.dtype = 'bfloat16'
+
+
+def set_vis_backend(cfg: Config, name: str) -> None:
+    """The work dir's LocalVisBackend plus the chosen one (none for
+    ``local``), replacing the config's other backends."""
+    backend_type, package = VIS_BACKENDS[name]
+    if package is not None:
+        try:
+            importlib.import_module(package)
+        except ImportError as e:
+            raise ConfigError(
+                f'--vis-backend {name} needs the package {package!r}, which '
+                f'is not installed: pip install {package}') from e
+    visualizer = cfg.get('visualizer')
+    if visualizer is None:
+        raise ConfigError(f'--vis-backend {name}: the config has no '
+                          'visualizer to log with')
+    backends = [b for b in visualizer.get('vis_backends') or []
+                if b.get('type') == 'LocalVisBackend'] or [
+                    dict(type='LocalVisBackend')]
+    if backend_type is not None:
+        backend = dict(type=backend_type)
+        if name == 'wandb':
+            # the run is named after the work dir; wandb reads the project
+            # (default here: senformer), entity and mode from WANDB_*
+            backend['init_kwargs'] = dict(
+                name=osp.basename(osp.normpath(cfg.work_dir)))
+            if not os.environ.get('WANDB_PROJECT'):
+                backend['init_kwargs']['project'] = 'senformer'
+        backends.append(backend)
+    visualizer.vis_backends = backends
 
 
 def add_tensorboard(cfg: Config) -> None:
@@ -139,7 +191,10 @@ def build_config(args) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    add_tensorboard(cfg)
+    if args.vis_backend is not None:
+        set_vis_backend(cfg, args.vis_backend)
+    else:
+        add_tensorboard(cfg)
     if args.stop_signals is not None:
         set_stop_signals(cfg, args.stop_signals)
     return cfg

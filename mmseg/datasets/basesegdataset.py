@@ -206,11 +206,16 @@ class BaseSegDataset(BaseDataset):
 
         if palette is not None and rows(palette) != rows(default_palette):
             # a palette of the user's
-            if len(palette) != len(classes):
-                raise DatasetError(
-                    f'{type(self).__name__}: metainfo palette has '
-                    f'{len(palette)} colours for {len(classes)} classes')
-            return dict(palette=rows(palette))
+            if len(palette) == len(classes):
+                return dict(palette=rows(palette))
+            # a config's palette left behind when its classes were
+            # overridden: colours matter less than the run
+            print_log(
+                f'{type(self).__name__}: metainfo palette has '
+                f'{len(palette)} colours for {len(classes)} classes; using '
+                'generated colours instead', logger='current',
+                level=logging.WARNING)
+            return dict(palette=self._generated_palette(len(classes)))
         if self.label_map is not None and default_palette:
             kept = sorted((new, old) for old, new in self.label_map.items()
                           if new != 255)
@@ -218,9 +223,13 @@ class BaseSegDataset(BaseDataset):
                 palette=[list(default_palette[old]) for _, old in kept])
         if default_palette and len(default_palette) == len(classes):
             return dict(palette=rows(default_palette))
+        return dict(palette=self._generated_palette(len(classes)))
+
+    @staticmethod
+    def _generated_palette(num_classes: int) -> List[List[int]]:
         # fixed seed: the same classes always get the same colours
         rng = np.random.RandomState(42)
-        return dict(palette=rng.randint(0, 255, (len(classes), 3)).tolist())
+        return rng.randint(0, 255, (num_classes, 3)).tolist()
 
     # ------------------------------------------------------------------
     # reading the folders

@@ -2,6 +2,11 @@
 from mmseg.registry import DATASETS
 from .basesegdataset import BaseSegDataset
 
+#: Cityscapes label id of each train id (0..18): what the test server and
+#: cityscapesscripts read (``*_gtFine_labelIds.png``)
+TRAIN_ID_TO_LABEL_ID = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26,
+                        27, 28, 31, 32, 33)
+
 
 @DATASETS.register_module()
 class CityscapesDataset(BaseSegDataset):

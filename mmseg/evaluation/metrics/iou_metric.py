@@ -58,7 +58,8 @@ class IoUMetric(BaseMetric):
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering ranks.
         output_dir: also save each prediction there as a PNG named after
             its image (labels + 1 when the dataset reduces label 0, i.e. in
-            the dataset's own label convention).
+            the dataset's own label convention); with ``per_learner`` each
+            learner's prediction too, in ``learner{i}/``.
         format_only: only save predictions (needs ``output_dir``); no
             ground truth is needed and no metric is computed.
         keep_results: keep the predictions written to ``output_dir``;
@@ -136,8 +137,11 @@ class IoUMetric(BaseMetric):
                     f'IoUMetric: sample {name!r} has no pred_sem_seg (the '
                     "model's predict must fill it)")
             pred = _data(pred).squeeze()
+            learner_preds = self._learner_predictions(sample, name)
             if self.output_dir:
                 self._save(pred, meta)
+                for i, learner_pred in enumerate(learner_preds):
+                    self._save(learner_pred, meta, f'learner{i}')
             if self.format_only:
                 continue
             gt = _field(sample, 'gt_sem_seg')
@@ -152,7 +156,7 @@ class IoUMetric(BaseMetric):
                     f'{tuple(pred.shape)} but its ground truth is '
                     f'{tuple(gt.shape)}; predictions must be at the original'
                     ' image size')
-            maps = [pred] + self._learner_predictions(sample, name)
+            maps = [pred] + learner_preds
             try:
                 areas = torch.stack([
                     torch.stack(
@@ -189,12 +193,14 @@ class IoUMetric(BaseMetric):
         self._latest = areas
         self._count += 1
 
-    def _save(self, pred: torch.Tensor, meta: dict) -> None:
+    def _save(self, pred: torch.Tensor, meta: dict, folder: str = '') -> None:
         pred = pred.cpu().numpy()
         if meta.get('reduce_zero_label', False):
             pred = pred + 1
         stem = osp.splitext(osp.basename(meta.get('img_path') or 'image'))[0]
-        path = osp.join(self.output_dir, stem + '.png')
+        if folder:
+            os.makedirs(osp.join(self.output_dir, folder), exist_ok=True)
+        path = osp.join(self.output_dir, folder, stem + '.png')
         # all or nothing: a full disk or a kill leaves no half png; imported
         # here as mmseg.engine imports the metrics' users
         from mmseg.engine.atomic_io import atomic_write

@@ -7,17 +7,14 @@
 #   python tools/train.py \
 #     senformer_configs/senformer/toy/senformer_fpnt_r18_toy.py
 # For another folder with other classes, override the three dataloaders and
-# both heads (palette=None gives the new classes fixed random colours, as the
-# toy palette has one colour per toy class), e.g.
+# both heads (the toy palette, one colour per toy class, then gives way to
+# generated colours, with a log line), e.g.
 #   --cfg-options train_dataloader.dataset.data_root=data/mine \
 #     val_dataloader.dataset.data_root=data/mine \
 #     test_dataloader.dataset.data_root=data/mine \
 #     "train_dataloader.dataset.metainfo.classes=[a,b,c]" \
 #     "val_dataloader.dataset.metainfo.classes=[a,b,c]" \
 #     "test_dataloader.dataset.metainfo.classes=[a,b,c]" \
-#     train_dataloader.dataset.metainfo.palette=None \
-#     val_dataloader.dataset.metainfo.palette=None \
-#     test_dataloader.dataset.metainfo.palette=None \
 #     model.decode_head.num_classes=3 model.auxiliary_head.num_classes=3
 _base_ = [
     '../../_base_/models/senformer_fpnt_r50.py',
