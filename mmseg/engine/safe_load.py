@@ -210,22 +210,19 @@ def load_from_http_safe(filename: str, map_location=None):
     in a distributed run local rank 0 downloads it while the other ranks wait
     at a barrier, then every rank loads the cached copy.
     """
-    from urllib.parse import urlparse
-
     from mmengine.dist import barrier, get_dist_info
 
     from mmseg.utils.download_check import verify_checkpoint_file
+    from mmseg.utils.pretrained import cached_file, download_file
 
-    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
-    cached = osp.join(cache_dir, osp.basename(urlparse(filename).path))
+    cached = cached_file(filename)
     rank, world_size = get_dist_info()
     if rank == 0 and not osp.isfile(cached):
-        os.makedirs(cache_dir, exist_ok=True)
-        # downloads to a temporary file and moves it: no half-written cache
-        torch.hub.download_url_to_file(filename, cached, progress=False)
+        # through a temporary file: no half-written cache
+        size = download_file(filename, cached)
         # size and the sha256 of the name here; the structure is checked
         # by the loading below
-        verify_checkpoint_file(cached, source=filename,
+        verify_checkpoint_file(cached, source=filename, size=size,
                                check_structure=False)
     if world_size > 1:
         barrier()
