@@ -367,7 +367,7 @@ def test_an_interrupted_download_leaves_no_complete_looking_file(
                 proc.kill()
     assert 'stalling_toy.pth' not in _cache_listing(cache)
     if stop == signal.SIGINT:  # a clean stop also removes its partial file
-        assert proc.returncode == 130 and 'interrupted' in err
+        assert proc.returncode == 130 and 'interrupted' in err, err
         assert _cache_listing(cache) == []
     else:  # what a kill leaves is a temporary file, never the checkpoint
         assert all(n.endswith('.part') for n in _cache_listing(cache))
