@@ -186,7 +186,10 @@ def toy_zoo(tmp_path_factory):
     (mirror / 'toy_sha.pth').write_bytes(good)
     (mirror / 'toy_bad_sha.pth').write_bytes(good)
     (mirror / 'truncated_toy.pth').write_bytes(good)
-    (mirror / 'stalling_toy.pth').write_bytes(good)
+    # never completed, so any bytes do; small, so that its first half
+    # arrives at once however busy the machine is (the client gives up a
+    # stalled read after 30 s)
+    (mirror / 'stalling_toy.pth').write_bytes(good[:2 << 20])
     (mirror / 'corrupt.pth').write_bytes(os.urandom(4096))
     # another architecture: a deeper stem and no auxiliary head
     other = {k: v for k, v in state.items()
