@@ -352,10 +352,13 @@ def test_an_interrupted_download_leaves_no_complete_looking_file(
     cache = zoo_env['cache']
     with serve(zoo_env['mirror']) as server:
         mirror = f'http://127.0.0.1:{server.server_address[1]}'
+        # a shell running the suite in the background ignores SIGINT, and
+        # children inherit that: give the tool the default disposition
         proc = subprocess.Popen(
             [sys.executable, 'tools/model_zoo.py', 'download', 'toy_stalling',
              '--mirror', mirror], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.time() + 120
             while not any(osp.getsize(cache / n) for n in
