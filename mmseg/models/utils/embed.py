@@ -64,6 +64,19 @@ def _conv_output_size(size: int, padding: int, dilation: int, kernel: int,
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def _sliding_window(kernel_size, stride, dilation, padding):
+    """Pairs of a patch layer's kernel size, stride, dilation and padding;
+    a padding given as a string (``'corner'``, ``'same'``) becomes 0 plus an
+    :class:`AdaptivePadding`, else None."""
+    kernel_size, stride, dilation = map(to_2tuple,
+                                        (kernel_size, stride, dilation))
+    adaptive = None
+    if isinstance(padding, str):
+        adaptive = AdaptivePadding(kernel_size, stride, dilation, padding)
+        padding = 0
+    return kernel_size, stride, dilation, to_2tuple(padding), adaptive
+
+
 class PatchEmbed(BaseModule):
     """Image to patch tokens with a (strided) convolution.
 
@@ -97,16 +110,10 @@ class PatchEmbed(BaseModule):
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         self.embed_dims = embed_dims
-        kernel_size = to_2tuple(kernel_size)
-        stride = kernel_size if stride is None else to_2tuple(stride)
-        dilation = to_2tuple(dilation)
-        if isinstance(padding, str):
-            self.adap_padding = AdaptivePadding(kernel_size, stride, dilation,
-                                                padding)
-            padding = 0
-        else:
-            self.adap_padding = None
-        padding = to_2tuple(padding)
+        kernel_size, stride, dilation, padding, self.adap_padding = \
+            _sliding_window(kernel_size,
+                            kernel_size if stride is None else stride,
+                            dilation, padding)
         self.projection = build_conv_layer(
             dict(type=conv_type),
             in_channels=in_channels,
@@ -176,19 +183,13 @@ class PatchMerging(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        kernel_size = to_2tuple(kernel_size)
-        stride = kernel_size if not stride else to_2tuple(stride)
-        dilation = to_2tuple(dilation)
-        if isinstance(padding, str):
-            self.adap_padding = AdaptivePadding(kernel_size, stride, dilation,
-                                                padding)
-            padding = 0
-        else:
-            self.adap_padding = None
+        kernel_size, stride, dilation, padding, self.adap_padding = \
+            _sliding_window(kernel_size, stride or kernel_size, dilation,
+                            padding)
         self.sampler = nn.Unfold(
             kernel_size=kernel_size,
             dilation=dilation,
-            padding=to_2tuple(padding),
+            padding=padding,
             stride=stride)
         merged = kernel_size[0] * kernel_size[1] * in_channels
         self.norm = build_norm_layer(norm_cfg, merged)[1] \
