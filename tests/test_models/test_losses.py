@@ -7,21 +7,28 @@ from mmseg.models import ops
 from mmseg.models.losses import CrossEntropyLoss, accuracy
 
 
-def _label(shape=(2, 30, 35), num_classes=5):
+def _label(shape=(2, 28, 36), num_classes=5):
     g = torch.Generator().manual_seed(1)
     label = torch.randint(0, num_classes, shape, generator=g)
     label[:, :3] = 255
     return label
 
 
-@pytest.fixture(
-    params=[ops.SLAB_ELEMENTS, 2], ids=['one-slab', 'slabs-of-2-classes'])
-def slab_elements(request):
-    """Default slabs, or slabs of 2 of the 5 classes (3 uneven groups), so
-    the merging of log-sum-exp, sums and arg-max across groups is tested."""
-    if request.param == ops.SLAB_ELEMENTS:
-        return request.param
-    return request.param * _label().shape[1] * _label().shape[2]
+# a 7 x 9 map upsampled to the label: 4x (28 x 36) as training crops are,
+# then in bands of 4 or 8 rows (4 and 8 x 36 pixels x 5 classes per slab),
+# or to a size that is no multiple of the map's (30 x 35: one band)
+@pytest.fixture(params=[
+    ((28, 36), ops.SLAB_ELEMENTS),
+    ((28, 36), 4 * 36 * 5),
+    ((28, 36), 8 * 36 * 5),
+    ((30, 35), 4 * 35 * 5),
+], ids=['4x-one-band', '4x-bands-of-4-rows', '4x-bands-of-8-rows',
+        'uneven-one-band'])
+def size_and_slab(request):
+    """Label size and slab elements: bands that meet inside the image, so
+    that the rows a band reads above it (and their gradients, added across
+    bands) are tested."""
+    return request.param
 
 
 def _up(x, size, align_corners):
@@ -31,10 +38,11 @@ def _up(x, size, align_corners):
 
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_upsampled_nll_equals_cross_entropy_of_upsampled(
-        align_corners, slab_elements):
+        align_corners, size_and_slab):
+    size, slab_elements = size_and_slab
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 7, 9, dtype=torch.float64, requires_grad=True)
-    label = _label()
+    label = _label((2, ) + size)
     expected = F.cross_entropy(
         _up(logits, label.shape[1:], align_corners), label,
         ignore_index=255, reduction='none')
@@ -52,7 +60,7 @@ def test_upsampled_nll_equals_cross_entropy_of_upsampled(
 
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_upsampled_nll_and_argmax_equals_published_loss_classic(
-        align_corners, slab_elements):
+        align_corners, size_and_slab):
     """SenFormer's loss_classic: the log of the clamped ensemble, taken at
     the small size, upsampled as logits."""
     torch.manual_seed(0)
@@ -61,7 +69,8 @@ def test_upsampled_nll_and_argmax_equals_published_loss_classic(
         for _ in range(4))
     ensemble[0, 1, :3] = 1e-20  # below the clamp
     ensemble.requires_grad_()
-    label = _label()
+    size, slab_elements = size_and_slab
+    label = _label((2, ) + size)
     log_ensemble = ensemble.clamp(min=1e-15).log()
     up = _up(log_ensemble, label.shape[1:], align_corners)
     expected = F.cross_entropy(up, label, ignore_index=255, reduction='none')
@@ -86,7 +95,7 @@ def test_upsampled_nll_and_argmax_equals_published_loss_classic(
 def test_cross_entropy_loss_module(avg_non_ignore, class_weight):
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 30, 35)
-    label = _label()
+    label = _label((2, 30, 35))
     loss = CrossEntropyLoss(
         loss_weight=0.4,
         class_weight=class_weight,
@@ -112,10 +121,11 @@ def test_cross_entropy_loss_module(avg_non_ignore, class_weight):
 
 @pytest.mark.parametrize('align_corners', [False, True])
 def test_upsampled_argmax_equals_argmax_of_upsampled(align_corners,
-                                                     slab_elements):
+                                                     size_and_slab):
+    size, slab_elements = size_and_slab
     torch.manual_seed(0)
     scores = torch.randn(2, 5, 7, 9)
-    label = _label()
+    label = _label((2, ) + size)
     expected = _up(scores, label.shape[1:], align_corners).argmax(dim=1)
     assert torch.equal(
         ops.upsampled_argmax(scores, label.shape[1:], align_corners,

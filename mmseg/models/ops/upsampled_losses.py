@@ -9,21 +9,27 @@ compute the same values with only a slab of the upsampled map alive, inside
 forward and, recomputed, inside backward; autograd stores the small input
 and one value per pixel.
 
-The slabs are one image and a group of classes (bilinear upsampling acts on
-each class map alone): small enough that the allocator reuses their memory
-instead of mapping fresh pages for every pass, and that the classes'
-reductions (log-sum-exp, sum, arg-max) are merged across groups exactly.
+A slab is a band of rows of one image with all its classes, laid out
+channels-last (``rows x W x K``): PyTorch's bilinear kernels vectorise over
+the contiguous classes (forward about 1.7x, backward 7x faster than on
+``K x H x W`` maps at 150 classes), and the per-pixel reductions over the
+classes (log-sum-exp, the target's logit, arg-max) read contiguous memory.
+Where the label size is an integer multiple of the map's (every training
+crop), a band is upsampled from the input rows it needs: its first rows
+interpolate from the input row above the band, so that row is upsampled too
+and its output rows are discarded. Otherwise the band is the whole image.
 """
-from typing import Iterator, Tuple
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .switch import implementation_for
 
-# elements of one upsampled slab (8 MB in float32): well below glibc's mmap
-# threshold (at most 32 MB), so freed slabs are reused without page faults;
-# fastest of 1, 4, 8, 16 and 32 MB for 150 classes at 512 x 512
+# elements of one upsampled slab (8 MB in float32: 24 rows of 512 x 150
+# classes, plus the 4 discarded ones); the fastest of 4, 8, 16 and 32 MB
+# for 150 classes at 512 x 512 (forward + backward, 2 images: 0.50 s against
+# 1.35 s for the former class-major slabs, 1.0 s for whole images)
 SLAB_ELEMENTS = 1 << 21
 
 
@@ -32,56 +38,81 @@ def _upsample(maps: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
         maps, size=size, mode='bilinear', align_corners=align_corners)
 
 
-def _upsample_backward(grad: torch.Tensor, input_shape,
-                       align_corners: bool) -> torch.Tensor:
+class _Band(NamedTuple):
+    """Output rows ``[start, stop)`` of the upsampled map, made from input
+    rows ``[in_start, in_stop)`` as ``out_rows`` rows whose first ``skip``
+    are discarded; ``scale`` is the row scale to pass the kernel, or None
+    for the whole image."""
+    start: int
+    stop: int
+    in_start: int
+    in_stop: int
+    skip: int
+    out_rows: int
+    scale: Optional[float]
+
+
+def _bands(in_height: int, out_height: int, width: int, num_classes: int,
+           align_corners: bool, slab_elements: int) -> Iterator[_Band]:
+    factor, remainder = divmod(out_height, in_height)
+    rows = slab_elements // (width * num_classes) // max(factor, 1) * factor
+    if align_corners or remainder or rows == 0 or rows >= out_height:
+        yield _Band(0, out_height, 0, in_height, 0, out_height, None)
+        return
+    for start in range(0, out_height, rows):
+        stop = min(start + rows, out_height)
+        # output row g reads input rows floor((g + 0.5) / f - 0.5) and the
+        # next: from start / f - 1 (the first rows of the band) to stop / f
+        in_start = max(start // factor - 1, 0)
+        in_stop = min(stop // factor + 1, in_height)
+        skip = start - in_start * factor
+        yield _Band(start, stop, in_start, in_stop, skip,
+                    stop - in_start * factor, float(factor))
+
+
+def _upsample_band(maps: torch.Tensor, band: _Band, width: int,
+                   align_corners: bool) -> torch.Tensor:
+    """``out_rows x W x K`` band of ``1 x K x h x w`` channels-last maps."""
+    up = torch.ops.aten.upsample_bilinear2d(
+        maps[:, :, band.in_start:band.in_stop], (band.out_rows, width),
+        align_corners, band.scale, None)
+    return up[0].permute(1, 2, 0)
+
+
+def _upsample_band_backward(grad: torch.Tensor, band: _Band,
+                            in_shape: Tuple[int, ...],
+                            align_corners: bool) -> torch.Tensor:
+    """Gradient of the input rows of a band from the band's
+    ``out_rows x W x K`` gradient: ``1 x K x rows x w``."""
+    out_rows, width, num_classes = grad.shape
+    grad = grad.permute(2, 0, 1)[None]
     return torch.ops.aten.upsample_bilinear2d_backward(
-        grad, grad.shape[2:], input_shape, align_corners, None, None)
+        grad, (out_rows, width),
+        (1, num_classes, band.in_stop - band.in_start, in_shape[-1]),
+        align_corners, band.scale, None)
 
 
-def _class_groups(num_classes: int, num_pixels: int,
-                  slab_elements: int) -> Iterator[slice]:
-    step = max(1, slab_elements // num_pixels)
-    for start in range(0, num_classes, step):
-        yield slice(start, min(start + step, num_classes))
+def _channels_last(maps: torch.Tensor) -> torch.Tensor:
+    return maps.contiguous(memory_format=torch.channels_last)
 
 
-def _slabs(maps: torch.Tensor, target: torch.Tensor, align_corners: bool,
-           slab_elements: int):
-    """Upsample one image's class maps group by group.
+def _image_bands(maps: torch.Tensor, size, align_corners: bool,
+                 slab_elements: int):
+    """Upsample one image's maps band by band.
 
     Args:
-        maps: ``K x h x w``.
-        target: ``H x W`` class of every pixel.
+        maps: ``1 x K x h x w``, channels-last.
+        size: (H, W) of the output.
 
     Yields:
-        tuple: the class slice; its upsampled slab ``c x H x W``; the
-        target's index within the slab (clamped into it) ``1 x H x W``; and
-        whether the target lies in the slab, ``H x W``.
+        tuple: the band and its upsampled rows ``rows x W x K`` (the
+        discarded rows removed).
     """
-    for group in _class_groups(len(maps), target.numel(), slab_elements):
-        # a slice of channels-last maps (the convolution heads' output) is
-        # strided in every layout, which halves the upsampling speed
-        slab = _upsample(maps[None, group].contiguous(), target.shape,
-                         align_corners)[0]
-        inside = (target >= group.start) & (target < group.stop)
-        local = (target - group.start).clamp_(0, len(slab) - 1)[None]
-        yield group, slab, local, inside
-
-
-def _pick(slab: torch.Tensor, local: torch.Tensor,
-          inside: torch.Tensor) -> torch.Tensor:
-    """``H x W`` values of the target classes lying in the slab, else 0."""
-    return slab.gather(0, local)[0].where(inside, 0)
-
-
-def _merge_argmax(slab: torch.Tensor, group: slice, best: torch.Tensor,
-                  argmax: torch.Tensor) -> None:
-    """Update the running ``H x W`` maximum and arg-max (in place) with a
-    slab of classes; a tie keeps the earlier class, as ``argmax`` does."""
-    group_best, group_argmax = slab.max(dim=0)
-    better = group_best > best
-    best.copy_(group_best.where(better, best))
-    argmax.copy_((group_argmax + group.start).where(better, argmax))
+    height, width = size
+    for band in _bands(maps.shape[2], height, width, maps.shape[1],
+                       align_corners, slab_elements):
+        up = _upsample_band(maps, band, width, align_corners)
+        yield band, up[band.skip:]
 
 
 class _UpsampledLogitsNLL(torch.autograd.Function):
@@ -93,19 +124,20 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
                 with_prediction, slab_elements):
         valid = label != ignore_index
         target = label.masked_fill(~valid, 0)
-        log_norm = torch.full_like(label, -torch.inf, dtype=logits.dtype)
-        target_logit = torch.zeros_like(log_norm)
-        if with_prediction:
-            prediction = torch.zeros_like(label)
-            best = torch.full_like(log_norm, -torch.inf)
+        log_norm = torch.empty_like(label, dtype=logits.dtype)
+        target_logit = torch.empty_like(log_norm)
+        prediction = torch.empty_like(label) if with_prediction else None
+        size = label.shape[1:]
         for i in range(len(logits)):
-            for group, slab, local, inside in _slabs(
-                    logits[i], target[i], align_corners, slab_elements):
+            maps = _channels_last(logits[i:i + 1])
+            for band, up in _image_bands(maps, size, align_corners,
+                                         slab_elements):
+                rows = slice(band.start, band.stop)
+                torch.logsumexp(up, dim=-1, out=log_norm[i, rows])
+                target_logit[i, rows] = up.gather(
+                    -1, target[i, rows, :, None])[..., 0]
                 if with_prediction:
-                    _merge_argmax(slab, group, best[i], prediction[i])
-                torch.logaddexp(
-                    log_norm[i], slab.logsumexp(dim=0), out=log_norm[i])
-                target_logit[i] += _pick(slab, local, inside)
+                    torch.argmax(up, dim=-1, out=prediction[i, rows])
         nll = (log_norm - target_logit) * valid
         ctx.save_for_backward(logits, target, valid, log_norm)
         ctx.align_corners = align_corners
@@ -119,17 +151,26 @@ class _UpsampledLogitsNLL(torch.autograd.Function):
     def backward(ctx, grad_nll, grad_prediction=None):
         logits, target, valid, log_norm = ctx.saved_tensors
         weight = grad_nll * valid
-        grad_logits = torch.empty_like(logits)
+        grad_logits = torch.zeros_like(
+            logits, memory_format=torch.channels_last)
+        height, width = target.shape[1:]
         for i in range(len(logits)):
-            for group, slab, local, inside in _slabs(
-                    logits[i], target[i], ctx.align_corners,
-                    ctx.slab_elements):
+            maps = _channels_last(logits[i:i + 1])
+            for band in _bands(maps.shape[2], height, width, maps.shape[1],
+                               ctx.align_corners, ctx.slab_elements):
+                rows = slice(band.start, band.stop)
+                grad_up = _upsample_band(maps, band, width,
+                                         ctx.align_corners)
+                kept = grad_up[band.skip:]
                 # d nll / d up = softmax(up) - one_hot(label)
-                grad_up = slab.sub_(log_norm[i]).exp_().mul_(weight[i])
-                grad_up.scatter_add_(0, local, -(weight[i] * inside)[None])
-                grad_logits[i, group] = _upsample_backward(
-                    grad_up[None], (1, len(grad_up)) + logits.shape[2:],
-                    ctx.align_corners)[0]
+                kept.sub_(log_norm[i, rows, :, None]).exp_().mul_(
+                    weight[i, rows, :, None])
+                kept.scatter_add_(-1, target[i, rows, :, None],
+                                  -weight[i, rows, :, None])
+                grad_up[:band.skip] = 0
+                grad_logits[i:i + 1, :, band.in_start:band.in_stop] += \
+                    _upsample_band_backward(grad_up, band, maps.shape,
+                                            ctx.align_corners)
         return grad_logits, None, None, None, None, None
 
 
@@ -143,13 +184,12 @@ def upsampled_argmax(scores: torch.Tensor,
     ``B x K x H x W`` map."""
     if implementation_for(scores) == 'reference':
         return _upsample(scores, size, align_corners).argmax(dim=1)
-    argmax = scores.new_zeros((len(scores), ) + tuple(size), dtype=torch.long)
-    best = torch.full_like(argmax, -torch.inf, dtype=scores.dtype)
-    target = argmax[0]  # only its shape is used
+    argmax = scores.new_empty((len(scores), ) + tuple(size), dtype=torch.long)
     for i in range(len(scores)):
-        for group, slab, _, _ in _slabs(scores[i], target, align_corners,
-                                        slab_elements):
-            _merge_argmax(slab, group, best[i], argmax[i])
+        maps = _channels_last(scores[i:i + 1])
+        for band, up in _image_bands(maps, size, align_corners,
+                                     slab_elements):
+            torch.argmax(up, dim=-1, out=argmax[i, band.start:band.stop])
     return argmax
 
 
