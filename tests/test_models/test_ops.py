@@ -154,6 +154,36 @@ def test_gelu_linear_equals_reference(name):
             [t.detach().requires_grad_() for t in inputs])
 
 
+def _mlp_inputs(dtype):
+    torch.manual_seed(0)
+    return [torch.randn(2, 9, 8, dtype=dtype),
+            torch.randn(32, 8, dtype=dtype), torch.randn(32, dtype=dtype),
+            torch.randn(6, 32, dtype=dtype), torch.randn(6, dtype=dtype)]
+
+
+@pytest.mark.parametrize('name', FAST)
+def test_mlp_equals_reference(name):
+    def fast(*t):
+        with ops.implementation(name):
+            return ops.mlp(*t)
+
+    _assert_same_value_and_gradient(fast, ops.plain_mlp,
+                                    _mlp_inputs(torch.float64))
+    # without gradients the CPU implementation runs on chunks of tokens
+    # (float32: oneDNN's fused linear + GELU where PyTorch has it)
+    inputs = _mlp_inputs(torch.float32)
+    with torch.no_grad():
+        expected = ops.plain_mlp(*inputs)
+        with ops.implementation(name):
+            torch.testing.assert_close(fast(*inputs), expected)
+        torch.testing.assert_close(
+            ops.chunked_mlp(*inputs, token_chunk=4), expected)
+        no_bias = inputs[:2] + [None] + inputs[3:4] + [None]
+        torch.testing.assert_close(
+            ops.chunked_mlp(*no_bias, token_chunk=5),
+            ops.plain_mlp(*no_bias))
+
+
 @pytest.mark.parametrize('name', FAST)
 def test_pointwise_conv_equals_conv2d(name):
     torch.manual_seed(0)

@@ -15,6 +15,9 @@ kv`                                                      :func:`key_block_attent
 :func:`recompute_keys_    keeps them                     saved-tensor hooks
 values`
 :func:`gelu_linear`       :func:`plain_gelu_linear`      GELU recomputed
+:func:`mlp`               :func:`plain_mlp`              GELU recomputed;
+                                                         CPU inference:
+                                                         :func:`chunked_mlp`
 :func:`upsampled_nll`     :func:`plain_upsampled_nll`    slab-wise, fused
 :func:`pointwise_conv`    ``F.conv2d``                   batched product on
                                                          tokens
@@ -25,6 +28,7 @@ from .attention import (KEY_BLOCK, KeysValues, attention, cross_attention,
                         plain_attention, plain_projected_attention,
                         project_keys_values, token_block_attention)
 from .gelu_linear import gelu_linear, plain_gelu_linear
+from .mlp import TOKEN_CHUNK, chunked_mlp, mlp, plain_mlp
 from .pointwise_conv import pointwise_conv
 from .recompute import recompute_keys_values
 from .switch import (ENV_VARIABLE, IMPLEMENTATIONS, chosen_implementation,
@@ -36,7 +40,8 @@ from .upsampled_losses import (SLAB_ELEMENTS, plain_upsampled_nll,
 
 __all__ = [
     'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK', 'KeysValues',
-    'SLAB_ELEMENTS', 'attention', 'chosen_implementation', 'cross_attention',
+    'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention', 'chunked_mlp', 'mlp',
+    'plain_mlp', 'chosen_implementation', 'cross_attention',
     'cross_attention_kv',
     'gelu_linear', 'implementation', 'implementation_for',
     'key_block_attention', 'map_to_tokens',

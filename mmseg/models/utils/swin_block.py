@@ -36,7 +36,8 @@ class SwinFFN(nn.Module):
         project = self.layers[1]
         if isinstance(activation, nn.GELU) and activation.approximate == \
                 'none' and (dropout.p == 0 or not self.training):
-            out = ops.gelu_linear(expand(x), project.weight, project.bias)
+            out = ops.mlp(x, expand.weight, expand.bias, project.weight,
+                          project.bias)
         else:
             out = project(dropout(activation(expand(x))))
         return self.layers[2](out)
