@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmseg.models import ops
 from mmseg.models.decode_heads import SenFormer, SenFormerNWS
 from mmseg.models.utils import CrossAttention, SwinFFN
+from mmseg.models.utils.window_attention import ShiftWindowMSA
 
 FAST = ['sdpa', 'cpu']
 
@@ -182,6 +183,28 @@ def test_mlp_equals_reference(name):
         torch.testing.assert_close(
             ops.chunked_mlp(*no_bias, token_chunk=5),
             ops.plain_mlp(*no_bias))
+
+
+@pytest.mark.parametrize('shift', [False, True])
+def test_window_attention_in_chunks_equals_reference(shift):
+    """Inference attends windows chunk by chunk: 64 windows of 49 tokens
+    are two chunks by default, 13 with chunks of 5 windows."""
+    torch.manual_seed(0)
+    attn = ShiftWindowMSA(16, 2, 7, shift_size=3 if shift else 0).eval()
+    torch.nn.init.normal_(attn.w_msa.relative_position_bias_table)
+    tokens = torch.randn(1, 56 * 56, 16)
+    with torch.no_grad():
+        with ops.implementation('reference'):
+            expected = attn(tokens, (56, 56))
+        with ops.implementation('cpu'):
+            torch.testing.assert_close(attn(tokens, (56, 56)), expected)
+        windows = torch.randn(2, 64, 49, 16)
+        whole = attn.w_msa(windows)
+        with ops.implementation('cpu'):
+            chunked = ops.over_chunks(
+                lambda some: attn.w_msa(windows[:, some]), windows,
+                num_items=64, tokens_per_item=49, chunk_tokens=5 * 49)
+    torch.testing.assert_close(chunked, whole)
 
 
 @pytest.mark.parametrize('name', FAST)

@@ -18,7 +18,10 @@ values`
 :func:`mlp`               :func:`plain_mlp`              GELU recomputed;
                                                          CPU inference:
                                                          :func:`chunked_mlp`
-:func:`upsampled_nll`     :func:`plain_upsampled_nll`    slab-wise, fused
+:func:`upsampled_nll`     :func:`plain_upsampled_nll`    bands of rows,
+                                                         channels-last
+:func:`over_chunks`       one call                       CPU inference:
+                                                         chunk by chunk
 :func:`pointwise_conv`    ``F.conv2d``                   batched product on
                                                          tokens
 ========================  =============================  ====================
@@ -27,6 +30,7 @@ from .attention import (KEY_BLOCK, KeysValues, attention, cross_attention,
                         cross_attention_kv, key_block_attention,
                         plain_attention, plain_projected_attention,
                         project_keys_values, token_block_attention)
+from .chunking import CHUNK_TOKENS, over_chunks
 from .gelu_linear import gelu_linear, plain_gelu_linear
 from .mlp import TOKEN_CHUNK, chunked_mlp, mlp, plain_mlp
 from .pointwise_conv import pointwise_conv
@@ -40,8 +44,8 @@ from .upsampled_losses import (SLAB_ELEMENTS, plain_upsampled_nll,
 
 __all__ = [
     'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK', 'KeysValues',
-    'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention', 'chunked_mlp', 'mlp',
-    'plain_mlp', 'chosen_implementation', 'cross_attention',
+    'CHUNK_TOKENS', 'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention', 'chunked_mlp', 'mlp',
+    'over_chunks', 'plain_mlp', 'chosen_implementation', 'cross_attention',
     'cross_attention_kv',
     'gelu_linear', 'implementation', 'implementation_for',
     'key_block_attention', 'map_to_tokens',

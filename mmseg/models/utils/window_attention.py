@@ -125,11 +125,22 @@ class WindowMSA(nn.Module):
         Returns:
             Tensor: ``B x nW x N x C``.
         """
+        bias = self.relative_position_bias().to(windows.dtype)
+        # windows attend independently: inference may take them in chunks
+        return ops.over_chunks(
+            lambda some: self._attend(windows[:, some], bias,
+                                      None if mask is None else mask[some]),
+            windows,
+            num_items=windows.shape[1],
+            tokens_per_item=windows.shape[2])
+
+    def _attend(self, windows: torch.Tensor, bias: torch.Tensor,
+                mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """:meth:`forward` with the ``heads x N x N`` position bias."""
         B, nW, N, C = windows.shape
         heads = self.num_heads
         qkv = self.qkv(windows).view(B, nW, N, 3, heads, C // heads)
         qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # 3 x B x nW x heads x N x d
-        bias = self.relative_position_bias().to(qkv.dtype)
         # the fused kernels take 4-D inputs whose mask broadcasts over the
         # leading dimension: fold windows into the batch when every window
         # shares the mask, into the heads when the shift mask differs
