@@ -183,6 +183,16 @@ def test_mlp_equals_reference(name):
         torch.testing.assert_close(
             ops.chunked_mlp(*no_bias, token_chunk=5),
             ops.plain_mlp(*no_bias))
+    # in training, on chunks of 4 and 5 tokens, hidden recomputed
+    for token_chunk in (4, 5):
+        _assert_same_value_and_gradient(
+            lambda *t: ops.recomputed_mlp(*t, token_chunk=token_chunk),
+            ops.plain_mlp, _mlp_inputs(torch.float64))
+    double = _mlp_inputs(torch.float64)
+    _assert_same_value_and_gradient(
+        lambda x, w1, w2: ops.recomputed_mlp(x, w1, None, w2, None, 4),
+        lambda x, w1, w2: ops.plain_mlp(x, w1, None, w2, None),
+        [double[0], double[1], double[3]])
 
 
 @pytest.mark.parametrize('shift', [False, True])
@@ -323,8 +333,10 @@ def test_recomputed_keys_values_are_not_kept(head_cls, name):
         len(learner.layers) * feat[0, 0].numel() * 2
         for learner, feat in zip(head.learners, feats))
     assert kept - recomputed >= 2 * 8 * projections
-    assert kept_flops == 0
-    assert recomputed_flops == 2 * 8 * 16 * projections
+    # the CPU MLPs recompute their hidden activations in backward, whether
+    # the keys and values are kept or not
+    assert kept_flops == 0 or name == 'cpu'
+    assert recomputed_flops - kept_flops == 2 * 8 * 16 * projections
 
 
 def test_flops_are_counted_on_the_reference_operations():

@@ -16,8 +16,12 @@ kv`                                                      :func:`key_block_attent
 values`
 :func:`gelu_linear`       :func:`plain_gelu_linear`      GELU recomputed
 :func:`mlp`               :func:`plain_mlp`              GELU recomputed;
-                                                         CPU inference:
-                                                         :func:`chunked_mlp`
+                                                         CPU: by chunks of
+                                                         tokens, hidden
+                                                         recomputed
+                                                         (:func:`chunked_mlp`,
+                                                         :func:`recomputed_
+                                                         mlp`)
 :func:`upsampled_nll`     :func:`plain_upsampled_nll`    bands of rows,
                                                          channels-last
 :func:`over_chunks`       one call                       CPU inference:
@@ -32,7 +36,7 @@ from .attention import (KEY_BLOCK, KeysValues, attention, cross_attention,
                         project_keys_values, token_block_attention)
 from .chunking import CHUNK_TOKENS, over_chunks
 from .gelu_linear import gelu_linear, plain_gelu_linear
-from .mlp import TOKEN_CHUNK, chunked_mlp, mlp, plain_mlp
+from .mlp import TOKEN_CHUNK, chunked_mlp, mlp, plain_mlp, recomputed_mlp
 from .pointwise_conv import pointwise_conv
 from .recompute import recompute_keys_values
 from .switch import (ENV_VARIABLE, IMPLEMENTATIONS, chosen_implementation,
@@ -45,7 +49,7 @@ from .upsampled_losses import (SLAB_ELEMENTS, plain_upsampled_nll,
 __all__ = [
     'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK', 'KeysValues',
     'CHUNK_TOKENS', 'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention', 'chunked_mlp', 'mlp',
-    'over_chunks', 'plain_mlp', 'chosen_implementation', 'cross_attention',
+    'over_chunks', 'plain_mlp', 'recomputed_mlp', 'chosen_implementation', 'cross_attention',
     'cross_attention_kv',
     'gelu_linear', 'implementation', 'implementation_for',
     'key_block_attention', 'map_to_tokens',
