@@ -120,6 +120,18 @@ def _step(case: dict, path: str):
     return {k: v.item() for k, v in losses.items()}, grad_norm, model
 
 
+@pytest.fixture(autouse=True)
+def recorded_thread_count():
+    """The published steps were recorded on 2 threads. With one, oneDNN's
+    convolutions sum in another order, and batch-statistics BN amplifies
+    that rounding to 3e-4 of the gradient norm at these tiny sizes (it is
+    1e-6 on 2 threads); the comparison runs on 2 threads on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope='module', params=['fast', 'plain'])
 def path(request):
     return request.param
