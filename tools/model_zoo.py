@@ -18,7 +18,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 COMMANDS = ('list', 'download', 'verify')
 

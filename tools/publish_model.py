@@ -16,7 +16,7 @@ import os
 import os.path as osp
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 #: checkpoint entries that are kept; everything else is training state
 KEPT_KEYS = ('meta', 'state_dict')

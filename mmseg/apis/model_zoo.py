@@ -38,7 +38,7 @@ from urllib.parse import urlparse
 
 from mmseg.engine.atomic_io import commit, temporary_name
 from mmseg.engine.safe_load import CheckpointError
-from mmseg.utils.cli import ConfigError
+from mmseg.cli import ConfigError
 
 ENV_INDEX = 'SENFORMER_MODEL_INDEX'
 ENV_MIRROR = 'SENFORMER_MIRROR'
@@ -230,13 +230,13 @@ def _model_on_meta(config: str):
     from mmengine.registry import init_default_scope
 
     from mmseg.registry import MODELS
-    from mmseg.utils.cli import load_config
+    from mmseg.cli import attach_config_to_errors, load_config
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     cfg.model.pretrained = None
     cfg.model.backbone.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
-    with torch.device('meta'):
+    with torch.device('meta'), attach_config_to_errors(cfg):
         return MODELS.build(cfg.model)
 
 
@@ -321,7 +321,7 @@ def fetch_checkpoint(name: str,
     _say(f'downloading {name} from {source} to {target}')
     try:
         try:
-            from mmseg.utils.pretrained import download_file
+            from mmseg.engine.download import download_file
             download_file(source, staging, progress=progress,
                           label=model.filename)
         except (urllib.error.URLError, OSError) as e:
