@@ -5,8 +5,8 @@ Three modules, one concern each:
 * :mod:`~mmseg.cli.config_loading`: :func:`load_config` reads a config and
   applies ``--cfg-options`` (:func:`check_cfg_options`), raising
   :class:`ConfigError` that names the file, line or key at fault;
-* :mod:`~mmseg.cli.explain`: :func:`explain` turns an exception into one
-  message, an exit status and whether it is known bad input;
+* :mod:`~mmseg.cli.explanation`: :func:`explain` turns an exception into
+  one message, an exit status and whether it is known bad input;
 * :mod:`~mmseg.cli.entry_point`: :func:`run` runs a tool's ``main(argv)``,
   prints ``error: <message>``, writes the traceback to the run's log and
   returns the exit status; :func:`add_debug_argument` adds ``--debug``.
@@ -31,7 +31,7 @@ unknown ``type`` or a misspelt argument is named by its config key
 from .config_loading import (RUNNER_DEFAULTS, RUNNER_KEYS, ConfigError,
                              check_cfg_options, load_config)
 from .entry_point import EXIT_FAILURE, EXIT_USAGE, add_debug_argument, run
-from .explain import (Explanation, attach_config_to_errors,
+from .explanation import (Explanation, attach_config_to_errors,
                       config_attached_to, explain)
 
 __all__ = [

@@ -165,7 +165,7 @@ def load_config(path: str,
     Returns:
         The config. To have errors raised while building from it name the
         config key at fault, run that code inside
-        :func:`mmseg.cli.explain.attach_config_to_errors`.
+        :func:`mmseg.cli.attach_config_to_errors`.
 
     Raises:
         ConfigError: the file (or one of its ``_base_`` files) does not

@@ -12,7 +12,8 @@ The traceback goes to the run's log file (when a Runner has opened one)
 and, with ``--debug`` (or ``MMSEG_DEBUG=1``), to stderr too. Unexpected
 exceptions (bugs) also end with one line, plus a second one saying where
 the traceback is. The message comes from
-:func:`mmseg.cli.explain.explain`, given the config the exception carries.
+:func:`mmseg.cli.explanation.explain`, given the config the exception
+carries.
 """
 import argparse
 import logging
@@ -21,7 +22,8 @@ import sys
 import traceback
 from typing import Callable, List, Optional
 
-from .explain import EXIT_FAILURE, EXIT_USAGE, config_attached_to, explain
+from .explanation import (EXIT_FAILURE, EXIT_USAGE, config_attached_to,
+                          explain)
 
 __all__ = ['EXIT_FAILURE', 'EXIT_USAGE', 'add_debug_argument', 'run']
 
