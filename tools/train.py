@@ -238,8 +238,8 @@ def main(argv=None):
     args = parse_args(argv)
     from mmseg.engine import (EXIT_PREEMPTED, SegRunner, TrainingPreempted,
                               close_dist)
-    from mmseg.utils import register_all_modules
     from mmseg.engine.pretrained_weights import ensure_pretrained
+    from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
     with attach_config_to_errors(cfg):
