@@ -25,7 +25,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import ConfigError, add_debug_argument, run
+from mmseg.cli import ConfigError, add_debug_argument, run
 
 
 def parse_args(argv=None):
@@ -98,8 +98,7 @@ def main(argv=None):
     if args.checkpoint is None and not looks_like_model_name(args.config):
         raise ConfigError(f'{args.config}: a config needs a CHECKPOINT '
                           'argument (only model names bring their own)')
-    from mmseg.apis import Inferencer
-    from mmseg.utils import keep_freed_memory
+    from mmseg.apis import Inferencer, keep_freed_memory
 
     inferencer = Inferencer(
         args.config, args.checkpoint, device=args.device,

@@ -13,8 +13,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
-                             run)
+from mmseg.cli import (ConfigError, add_debug_argument,
+                       attach_config_to_errors, load_config, run)
 
 
 def parse_args(argv=None):
@@ -49,8 +49,7 @@ def main(argv=None):
     args = parse_args(argv)
     import cv2
 
-    from mmseg.apis import inference_model, init_model
-    from mmseg.utils import keep_freed_memory
+    from mmseg.apis import inference_model, init_model, keep_freed_memory
     from mmseg.visualization import SegLocalVisualizer
 
     source = int(args.video) if args.video.isdigit() else args.video
@@ -64,9 +63,9 @@ def main(argv=None):
     elif args.checkpoint is None:
         raise ConfigError(f'{args.config}: a config needs a CHECKPOINT '
                           'argument (only model names bring their own)')
-    model = init_model(
-        load_config(args.config, args.cfg_options), args.checkpoint,
-        args.device)
+    cfg = load_config(args.config, args.cfg_options)
+    with attach_config_to_errors(cfg):
+        model = init_model(cfg, args.checkpoint, args.device)
     if args.device == 'cpu':
         keep_freed_memory()
     visualizer = SegLocalVisualizer(

@@ -210,7 +210,7 @@ def test_bad_inputs_name_the_culprit(toy, inferencer, tmp_path):
 def test_image_demo_bad_input_is_one_line(toy, tmp_path, capsys):
     import importlib.util
 
-    from mmseg.utils import cli
+    from mmseg import cli
     spec = importlib.util.spec_from_file_location(
         'image_demo', osp.join(REPO_ROOT, 'demo', 'image_demo.py'))
     demo = importlib.util.module_from_spec(spec)

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT, SHARED
+from mmseg import cli
 from mmseg.apis import model_zoo
-from mmseg.utils import cli
 
 TOY = osp.join(REPO_ROOT, 'senformer_configs', 'senformer', 'toy',
                'senformer_fpnt_r18_toy.py')

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(
 _FAULTS_PER_ALLOCATION = '''
 import resource, sys
 import torch
-from mmseg.utils import keep_freed_memory
+from mmseg.apis import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == 'keep' else False
 for _ in range(3):  # the heap grows to its working size
     torch.ones(1 << 24).sum()

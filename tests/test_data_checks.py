@@ -239,7 +239,7 @@ def test_bad_download_is_removed_and_named(data, tmp_path, capsys,
 
 def test_good_download_is_kept_and_a_bad_cached_copy_replaced(
         http_root, hub_dir, capsys):
-    from mmseg.utils.pretrained import ensure_pretrained
+    from mmseg.engine.pretrained_weights import ensure_pretrained
     folder, base = http_root
     name = _publish(folder, 'backbone', {'conv.weight': torch.ones(2, 2)})
     url = f'{base}/{name}'
@@ -251,8 +251,8 @@ def test_good_download_is_kept_and_a_bad_cached_copy_replaced(
 
 
 def test_verify_checkpoint_file_size_and_expected_keys(tmp_path):
-    from mmseg.utils.download_check import (BadDownloadError,
-                                            verify_checkpoint_file)
+    from mmseg.engine.download_check import (BadDownloadError,
+                                             verify_checkpoint_file)
     path = tmp_path / 'model.pth'
     torch.save({'state_dict': {'a': torch.ones(1)}}, str(path))
     size = path.stat().st_size

@@ -195,7 +195,7 @@ def test_an_existing_file_survives_a_failed_export(tmp_path):
 def test_bad_input_gives_one_line(args, culprit, tmp_path):
     if '--out' not in args:
         args = args + ['--out', str(tmp_path / 'x.pt2')]
-    from mmseg.utils.cli import run
+    from mmseg.cli import run
     sys.path.insert(0, osp.join(REPO_ROOT, 'tools', 'deployment'))
     try:
         import export as tool

@@ -1,6 +1,6 @@
 """Reliability under bad input, through the command-line tools.
 
-Each case runs a tool's ``main`` under :func:`mmseg.utils.cli.run` (what
+Each case runs a tool's ``main`` under :func:`mmseg.cli.run` (what
 ``python tools/X.py`` does) on the CPU toy config with a tiny synthetic
 dataset, and checks the exit status, that the one ``error:`` line names the
 culprit, that no traceback is printed, and that earlier files are intact.
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmseg.utils import cli
+from mmseg import cli
 
 pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 

@@ -1,7 +1,7 @@
 """Reliability under faults: full disk, NaN losses, kill -9 and resume, dead
 or hung dataloader workers, a failing distributed rank.
 
-Runs the real tools (in-process through :func:`mmseg.utils.cli.run`, or as
+Runs the real tools (in-process through :func:`mmseg.cli.run`, or as
 subprocesses where a process must die) on the fast toy config of
 ``test_reliability.py``.
 """

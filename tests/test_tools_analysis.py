@@ -31,7 +31,7 @@ NO_WORKERS = ['test_dataloader.num_workers=0',
 
 def run_tool(path, *args):
     """A tool's main() in this process: (exit status, stdout, stderr)."""
-    from mmseg.utils.cli import run
+    from mmseg.cli import run
     module = runpy.run_path(osp.join(REPO_ROOT, path))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -287,8 +287,8 @@ def test_download_swin_weights_names_the_official_release():
 
 
 def test_missing_swin_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    from mmseg.engine.pretrained_weights import PretrainedNotFoundError
     from mmseg.models.backbones import SwinTransformer
-    from mmseg.utils.pretrained import PretrainedNotFoundError
     monkeypatch.chdir(tmp_path)
     model = SwinTransformer(
         embed_dims=16, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1),
@@ -327,7 +327,7 @@ def test_open_mmlab_weights_come_from_the_cache_or_a_clear_error(
     import urllib.error
     import urllib.request
 
-    from mmseg.utils import pretrained
+    from mmseg.engine import pretrained_weights as pretrained
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     monkeypatch.delenv('LOCAL_RANK', raising=False)
     model_cfg = dict(pretrained='open-mmlab://resnet50_v1c',
@@ -365,7 +365,7 @@ def test_open_mmlab_weights_come_from_the_cache_or_a_clear_error(
 
 
 def test_pretrained_of_reads_every_way_of_naming_weights():
-    from mmseg.utils.pretrained import pretrained_of
+    from mmseg.engine.pretrained_weights import pretrained_of
     assert pretrained_of(dict(pretrained='a.pth', backbone={})) == 'a.pth'
     assert pretrained_of(dict(backbone=dict(
         init_cfg=dict(type='Pretrained', checkpoint='b.pth')))) == 'b.pth'
@@ -376,13 +376,13 @@ def test_pretrained_of_reads_every_way_of_naming_weights():
 
 def test_project_errors_share_one_base_explained_in_one_line():
     from mmseg.apis.inferencer import InferenceInputError
+    from mmseg.cli import ConfigError, explain
     from mmseg.datasets.errors import DatasetError
     from mmseg.engine import (CheckpointError, NonFiniteError, SaveError,
                               WorkDirBusyError)
-    from mmseg.utils.cli import ConfigError, explain
-    from mmseg.utils.download_check import BadDownloadError
+    from mmseg.engine.download_check import BadDownloadError
+    from mmseg.engine.pretrained_weights import PretrainedNotFoundError
     from mmseg.utils.errors import SenFormerError
-    from mmseg.utils.pretrained import PretrainedNotFoundError
     for cls in (InferenceInputError, DatasetError, CheckpointError,
                 NonFiniteError, SaveError, WorkDirBusyError, ConfigError,
                 BadDownloadError, PretrainedNotFoundError):

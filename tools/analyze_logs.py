@@ -20,7 +20,7 @@ import os.path as osp
 import sys
 from typing import Dict, List, Optional, Tuple
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 Curve = Tuple[List[int], List[float]]
 

@@ -14,7 +14,7 @@ matrix-multiply rate is measured in the same run
 (a 2048 x 2048 float32 matmul, or the AMP dtype with ``--amp``). Peak memory
 is the process's peak resident memory on CPU and the peak allocated CUDA
 memory on GPU. On CPU, inference keeps freed memory in the heap as
-``tools/test.py`` and the demos do (``mmseg.utils.keep_freed_memory``; set
+``tools/test.py`` and the demos do (``mmseg.apis.keep_freed_memory``; set
 ``MMSEG_DEFAULT_MALLOC=1`` to measure glibc's default instead).
 """
 import argparse
@@ -27,7 +27,8 @@ import time
 import torch
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.cli import (add_debug_argument, attach_config_to_errors,
+                       load_config, run)
 
 
 def parse_args(argv=None):
@@ -97,7 +98,8 @@ def peak_memory_bytes(device: torch.device) -> int:
 def build(args, device):
     from mmseg.apis import init_model
     cfg = load_config(args.config, args.cfg_options)
-    model = init_model(cfg, args.checkpoint, device=str(device))
+    with attach_config_to_errors(cfg):
+        model = init_model(cfg, args.checkpoint, device=str(device))
     crop = cfg.get('crop_size') or cfg.model.data_preprocessor.get('size')
     return model, tuple(args.shape or crop or (512, 512))
 
@@ -122,7 +124,7 @@ def make_batch(model, shape, batch, device):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg.utils import keep_freed_memory
+    from mmseg.apis import keep_freed_memory
     from mmseg.models.utils.flops import count_flops
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,7 +16,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.cli import (add_debug_argument, attach_config_to_errors,
+                       load_config, run)
 
 
 def parse_args(argv=None):
@@ -63,7 +64,8 @@ def main(argv=None):
 
     cfg = load_config(args.config, args.cfg_options)
     height, width = input_shape(cfg, args.shape)
-    model = init_model(cfg, checkpoint=None, device='cpu')
+    with attach_config_to_errors(cfg):
+        model = init_model(cfg, checkpoint=None, device='cpu')
 
     inputs = torch.randn(1, 3, height, width)
     metas = [dict(img_shape=(height, width), ori_shape=(height, width),

@@ -18,7 +18,7 @@ import argparse
 import os.path as osp
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 COMMANDS = ('list', 'download', 'verify')
 
@@ -82,11 +82,12 @@ def list_models(args, zoo) -> int:
 
 
 def download(args, zoo) -> int:
+    from mmseg.engine.download_check import sha256_of
     for name in args.names:
         path = zoo.fetch_checkpoint(name, mirror=args.mirror,
                                     directory=args.cache_dir,
                                     index=args.index)
-        print(f'{name}: {path} sha256 {zoo.file_sha256(path)}')
+        print(f'{name}: {path} sha256 {sha256_of(path)}')
     return 0
 
 

@@ -13,7 +13,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.cli import add_debug_argument, load_config, run
 
 
 def parse_args(argv=None):

@@ -11,12 +11,11 @@ the first 8 hex digits of the file's SHA-256 are added to the name:
 not at all (written beside the target, then renamed).
 """
 import argparse
-import hashlib
 import os
 import os.path as osp
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 #: checkpoint entries that are kept; everything else is training state
 KEPT_KEYS = ('meta', 'state_dict')
@@ -36,14 +35,6 @@ def parse_args(argv=None):
     return args
 
 
-def sha256_of(filename: str, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(filename, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def strip_training_state(checkpoint: dict, filename: str) -> dict:
     """The checkpoint's ``state_dict`` and ``meta`` only."""
     if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
@@ -59,6 +50,7 @@ def strip_training_state(checkpoint: dict, filename: str) -> dict:
 def publish(in_file: str, out_file: str) -> str:
     """Write the stripped checkpoint; returns the final file name."""
     from mmseg.engine import atomic_save, read_checkpoint
+    from mmseg.engine.download_check import sha256_of
     checkpoint = strip_training_state(read_checkpoint(in_file), in_file)
     stem = out_file[:-len('.pth')] if out_file.endswith('.pth') else out_file
     # the hash is only known once the file is written: stage it under a

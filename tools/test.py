@@ -26,8 +26,8 @@ import time
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
-                             run)
+from mmseg.cli import (ConfigError, add_debug_argument,
+                       attach_config_to_errors, load_config, run)
 
 
 def parse_args(argv=None):
@@ -209,38 +209,40 @@ def main(argv=None):
         raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
     from mmengine.model import is_model_wrapper
 
+    from mmseg.apis import keep_freed_memory
     from mmseg.engine import (SegRunner, atomic_write_text, close_dist,
                               load_checkpoint)
-    from mmseg.utils import keep_freed_memory, register_all_modules
+    from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
-    runner = SegRunner.from_cfg(cfg)
+    with attach_config_to_errors(cfg):
+        runner = SegRunner.from_cfg(cfg)
 
-    model = runner.model.module if is_model_wrapper(runner.model) \
-        else runner.model
-    if args.aug_test:
-        model = model.module  # the segmentor inside the TTA wrapper
-    load_checkpoint(model, args.checkpoint, map_location='cpu')
-    if next(model.parameters()).device.type == 'cpu':
-        keep_freed_memory()
-    metrics = runner.test()
+        model = runner.model.module if is_model_wrapper(runner.model) \
+            else runner.model
+        if args.aug_test:
+            model = model.module  # the segmentor inside the TTA wrapper
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
+        if next(model.parameters()).device.type == 'cpu':
+            keep_freed_memory()
+        metrics = runner.test()
 
-    if runner.rank == 0:
-        os.makedirs(runner.work_dir, exist_ok=True)
-        stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
-        path = osp.join(runner.work_dir, f'eval_{stamp}.json')
-        atomic_write_text(
-            path,
-            json.dumps(
-                dict(
-                    config=args.config,
-                    checkpoint=args.checkpoint,
-                    aug_test=args.aug_test,
-                    metrics=metrics),
-                indent=2))
-        runner.logger.info(f'metrics written to {path}')
-    close_dist()
-    return metrics
+        if runner.rank == 0:
+            os.makedirs(runner.work_dir, exist_ok=True)
+            stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+            path = osp.join(runner.work_dir, f'eval_{stamp}.json')
+            atomic_write_text(
+                path,
+                json.dumps(
+                    dict(
+                        config=args.config,
+                        checkpoint=args.checkpoint,
+                        aug_test=args.aug_test,
+                        metrics=metrics),
+                    indent=2))
+            runner.logger.info(f'metrics written to {path}')
+        close_dist()
+        return metrics
 
 
 if __name__ == '__main__':

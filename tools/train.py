@@ -27,8 +27,8 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from mmseg.utils.cli import (ConfigError, add_debug_argument, load_config,
-                             run)
+from mmseg.cli import (ConfigError, add_debug_argument,
+                       attach_config_to_errors, load_config, run)
 
 # --vis-backend: mmengine backend type and the package it needs
 VIS_BACKENDS = {
@@ -208,7 +208,6 @@ def set_stop_signals(cfg: Config, names) -> None:
         try:
             parse_signal(name)
         except ValueError as e:
-            from mmseg.utils.cli import ConfigError
             raise ConfigError(f'--stop-signals: {e}') from None
     hooks = [
         h for h in cfg.get('custom_hooks', None) or []
@@ -239,26 +238,28 @@ def main(argv=None):
     args = parse_args(argv)
     from mmseg.engine import (EXIT_PREEMPTED, SegRunner, TrainingPreempted,
                               close_dist)
+    from mmseg.engine.pretrained_weights import ensure_pretrained
     from mmseg.utils import register_all_modules
-    from mmseg.utils.pretrained import ensure_pretrained
     register_all_modules(init_default_scope=False)
     cfg = build_config(args)
-    # missing backbone weights fail now, in one line saying how to get
-    # them, rather than after the datasets are built
-    ensure_pretrained(cfg.model)
-    if args.check_data:
-        check_data(cfg, args)
-    runner = SegRunner.from_cfg(cfg)
-    try:
-        runner.train()
-    except TrainingPreempted as stop:
-        rank = os.environ.get('RANK')
-        world = os.environ.get('WORLD_SIZE', '1')
-        who = f' (rank {rank})' if rank is not None and world != '1' else ''
-        print(f'preempted{who}: {stop}', file=sys.stderr, flush=True)
+    with attach_config_to_errors(cfg):
+        # missing backbone weights fail now, in one line saying how to get
+        # them, rather than after the datasets are built
+        ensure_pretrained(cfg.model)
+        if args.check_data:
+            check_data(cfg, args)
+        runner = SegRunner.from_cfg(cfg)
+        try:
+            runner.train()
+        except TrainingPreempted as stop:
+            rank = os.environ.get('RANK')
+            world = os.environ.get('WORLD_SIZE', '1')
+            who = f' (rank {rank})' if rank is not None and \
+                world != '1' else ''
+            print(f'preempted{who}: {stop}', file=sys.stderr, flush=True)
+            close_dist()
+            return EXIT_PREEMPTED
         close_dist()
-        return EXIT_PREEMPTED
-    close_dist()
 
 
 if __name__ == '__main__':

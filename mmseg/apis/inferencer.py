@@ -176,7 +176,8 @@ class Inferencer:
                  aug_test: bool = False,
                  learners: bool = False,
                  mirror: Optional[str] = None):
-        from mmseg.utils.cli import load_config
+        from mmseg.cli import (ConfigError, attach_config_to_errors,
+                               load_config)
 
         from .inference import init_model
         from .model_zoo import looks_like_model_name, resolve_model
@@ -194,9 +195,9 @@ class Inferencer:
             if cfg_options:
                 config.merge_from_dict(cfg_options)
         if aug_test and 'tta_pipeline' not in config:
-            from mmseg.utils.cli import ConfigError
             raise ConfigError('aug_test needs tta_pipeline in the config')
-        self.model = init_model(config, checkpoint, device)
+        with attach_config_to_errors(config):
+            self.model = init_model(config, checkpoint, device)
         self.aug_test = aug_test
         self.learners = learners
         self.reduce_zero_label = _dataset_reduce_zero_label(self.model.cfg)

@@ -23,7 +23,6 @@ checkpoint, which :func:`fetch_checkpoint` downloads once:
 another file of the same form, e.g. for checkpoints of one's own.
 """
 import difflib
-import hashlib
 import os
 import os.path as osp
 import re
@@ -36,9 +35,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
+from mmseg.cli import ConfigError
 from mmseg.engine.atomic_io import commit, temporary_name
+from mmseg.engine.download_check import sha256_of
 from mmseg.engine.safe_load import CheckpointError
-from mmseg.utils.cli import ConfigError
 
 ENV_INDEX = 'SENFORMER_MODEL_INDEX'
 ENV_MIRROR = 'SENFORMER_MIRROR'
@@ -209,14 +209,6 @@ def source_of(model: PublishedModel, mirror: Optional[str] = None) -> str:
     return Path(path).resolve().as_uri()
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shown(path: str) -> str:
     """``path`` relative to the current directory when inside it."""
     relative = osp.relpath(path)
@@ -230,13 +222,13 @@ def _model_on_meta(config: str):
     from mmengine.registry import init_default_scope
 
     from mmseg.registry import MODELS
-    from mmseg.utils.cli import load_config
+    from mmseg.cli import attach_config_to_errors, load_config
     cfg = load_config(config)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     cfg.model.pretrained = None
     cfg.model.backbone.pop('pretrained', None)
     cfg.model.backbone.init_cfg = None
-    with torch.device('meta'):
+    with torch.device('meta'), attach_config_to_errors(cfg):
         return MODELS.build(cfg.model)
 
 
@@ -261,7 +253,7 @@ def verify_checkpoint(model: PublishedModel,
     from mmseg.engine.checkpoint import (StateDictReport, get_state_dict,
                                          read_checkpoint)
     label = label or path
-    digest = file_sha256(path)
+    digest = sha256_of(path)
     if model.sha256 and digest != model.sha256:
         raise ModelZooError(
             f'{model.name}: sha256 {digest} of {label} is not the published '
@@ -321,7 +313,7 @@ def fetch_checkpoint(name: str,
     _say(f'downloading {name} from {source} to {target}')
     try:
         try:
-            from mmseg.utils.pretrained import download_file
+            from mmseg.engine.download import download_file
             download_file(source, staging, progress=progress,
                           label=model.filename)
         except (urllib.error.URLError, OSError) as e:

@@ -212,8 +212,8 @@ def load_from_http_safe(filename: str, map_location=None):
     """
     from mmengine.dist import barrier, get_dist_info
 
-    from mmseg.utils.download_check import verify_checkpoint_file
-    from mmseg.utils.pretrained import cached_file, download_file
+    from .download import cached_file, download_file
+    from .download_check import verify_checkpoint_file
 
     cached = cached_file(filename)
     rank, world_size = get_dist_info()

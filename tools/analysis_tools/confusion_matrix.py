@@ -25,7 +25,8 @@ import numpy as np
 from mmengine.config import DictAction
 
 from mmseg.datasets.errors import DatasetError
-from mmseg.utils.cli import ConfigError, add_debug_argument, load_config, run
+from mmseg.cli import (ConfigError, add_debug_argument,
+                       attach_config_to_errors, load_config, run)
 
 
 def parse_args(argv=None):
@@ -185,7 +186,8 @@ def main(argv=None):
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     dataset_cfg = cfg.test_dataloader.dataset
     dataset_cfg.pipeline = []  # the label maps are read directly
-    dataset = DATASETS.build(dataset_cfg)
+    with attach_config_to_errors(cfg):
+        dataset = DATASETS.build(dataset_cfg)
     labels = [str(c) for c in dataset.metainfo['classes']]
 
     folders = [('', args.prediction_path)]

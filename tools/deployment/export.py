@@ -22,7 +22,8 @@ import traceback
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import ConfigError, add_debug_argument, load_config, run
+from mmseg.cli import (ConfigError, add_debug_argument,
+                       attach_config_to_errors, load_config, run)
 
 
 def parse_args(argv=None):
@@ -100,7 +101,8 @@ def main(argv=None):
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
     shape = tuple(args.shape) if args.shape else _default_shape(cfg)
-    model = init_model(cfg, checkpoint, device='cpu')
+    with attach_config_to_errors(cfg):
+        model = init_model(cfg, checkpoint, device='cpu')
     if checkpoint is None:
         _distinct_class_queries(model)
 

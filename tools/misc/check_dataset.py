@@ -16,7 +16,8 @@ import sys
 
 from mmengine.config import DictAction
 
-from mmseg.utils.cli import add_debug_argument, load_config, run
+from mmseg.cli import (add_debug_argument, attach_config_to_errors,
+                       load_config, run)
 
 
 def parse_args(argv=None):
@@ -50,9 +51,10 @@ def main(argv=None):
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
-    problems, _ = scan_config(
-        cfg, args.splits, workers=args.workers,
-        progress=not args.no_progress, histogram=not args.no_histogram)
+    with attach_config_to_errors(cfg):
+        problems, _ = scan_config(
+            cfg, args.splits, workers=args.workers,
+            progress=not args.no_progress, histogram=not args.no_histogram)
     if problems:
         raise DatasetError(f'{problems} problem(s) in the datasets of '
                            f'{args.config} (listed above)')

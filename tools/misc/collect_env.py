@@ -8,7 +8,7 @@ and this code's version (with its git commit).
 import argparse
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ drops the classifier.
 import argparse
 import sys
 
-from mmseg.utils.cli import add_debug_argument, run
+from mmseg.cli import add_debug_argument, run
 
 
 def parse_args(argv=None):

@@ -181,7 +181,7 @@ class SwinTransformer(BaseModule):
 
     def _load_pretrained(self, checkpoint: str) -> None:
         """Load ImageNet weights, adapting window size and layout."""
-        from mmseg.utils.pretrained import check_local_pretrained
+        from mmseg.engine.pretrained_weights import check_local_pretrained
         if '://' not in checkpoint:
             # say how to get the file rather than mmengine's bare "not found"
             check_local_pretrained(checkpoint)

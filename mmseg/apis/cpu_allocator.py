@@ -8,6 +8,10 @@ SenFormerNWS-R50 at 512 x 512 spends 13% of its forward time there (3.31 s
 -> 2.88 s with the heap kept). During training the kept heap fragments
 (SenFormerNWS-R50, batch 2: peak resident memory 4.8 GB -> 6.5 GB within
 three steps), so the tools apply this to inference only.
+
+It lives with the inference API because inference is its only use
+(``tools/test.py``, the demos, ``tools/benchmark.py --mode inference``);
+training must not call it.
 """
 import ctypes
 import ctypes.util

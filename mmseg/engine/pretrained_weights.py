@@ -12,21 +12,19 @@ A model config names its backbone's ImageNet weights in ``model.pretrained``
 Without these the failure would come late (after the datasets are built)
 and read like a network or file-system error; :func:`ensure_pretrained`
 runs before anything is built and turns it into one line saying what to do.
+
+Files are fetched by :mod:`mmseg.engine.download`, the downloader that
+mmengine's http loader (:mod:`mmseg.engine.safe_load`) uses too.
 """
-import http.client
 import os
 import os.path as osp
-import tempfile
 import urllib.error
-import urllib.request
 from typing import Mapping, Optional
 
+from mmseg.utils.errors import SenFormerError
+from .download import cached_file, download_file
 from .download_check import (checkpoint_problem, hash_in_name,
                              verify_checkpoint_file)
-from .errors import SenFormerError
-
-#: seconds without an answer before a download is given up
-DOWNLOAD_TIMEOUT_S = 30
 
 
 class PretrainedNotFoundError(SenFormerError, FileNotFoundError):
@@ -84,69 +82,6 @@ def resolve_url(name: str) -> str:
     return name
 
 
-def cached_file(url: str) -> str:
-    """Where mmengine's (and our) loader caches ``url``."""
-    import torch
-    from urllib.parse import urlparse
-    return osp.join(torch.hub.get_dir(), 'checkpoints',
-                    osp.basename(urlparse(url).path))
-
-
-def download_file(url: str,
-                  filename: str,
-                  progress: bool = False,
-                  label: Optional[str] = None) -> Optional[int]:
-    """``url`` (``http(s)://`` or ``file://``) -> ``filename`` through a
-    temporary file beside it, so that an interrupted or short download
-    leaves no file that looks complete.
-
-    Args:
-        url: what to fetch.
-        filename: where the complete file goes.
-        progress: show a progress bar (tqdm, on stderr).
-        label: the progress bar's title (default: the file name).
-
-    Raises:
-        urllib.error.URLError: the server refused or could not be reached;
-            ``ContentTooShortError`` when fewer bytes came than announced.
-        OSError: the file could not be written.
-
-    Returns:
-        The size the server announced (``Content-Length``), if it did.
-    """
-    from tqdm import tqdm
-    directory = osp.dirname(osp.abspath(filename))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix='.part')
-    try:
-        with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(
-                url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            length = response.headers.get('Content-Length')
-            expected = int(length) if length and length.isdigit() else None
-            received = 0
-            with tqdm(total=expected, unit='B', unit_scale=True,
-                      unit_divisor=1024, disable=not progress,
-                      desc=label or osp.basename(filename),
-                      leave=True) as bar:
-                try:
-                    for block in iter(lambda: response.read(1 << 20), b''):
-                        out.write(block)
-                        received += len(block)
-                        bar.update(len(block))
-                except http.client.IncompleteRead as e:
-                    received += len(e.partial)
-        if expected is not None and received < expected:
-            # the server closed the connection early
-            raise urllib.error.ContentTooShortError(
-                f'download incomplete: got {received} of {expected} bytes',
-                None)
-        os.replace(tmp, filename)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return expected
-
-
 def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
     """Make sure the backbone weights a model config needs are available.
 
@@ -160,7 +95,7 @@ def ensure_pretrained(model_cfg: Mapping) -> Optional[str]:
         when the config loads no pre-trained weights.
 
     A downloaded file (and one found in the cache) is verified first
-    (:func:`~mmseg.utils.download_check.verify_checkpoint_file`: size, the
+    (:func:`~mmseg.engine.download_check.verify_checkpoint_file`: size, the
     sha256 in its name, a weights-only state dict of tensors); a bad cached
     file is downloaded again, a bad download removed and named.
 

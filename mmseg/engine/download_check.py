@@ -9,8 +9,9 @@ and torch.hub put in file names) and the structure (a weights-only pickle
 holding a state dict of tensors, optionally exactly the expected keys), and
 removes a bad file from the cache, naming it.
 
-It depends on nothing else in mmseg, so any downloader (backbone weights,
-the model zoo) can call it.
+It depends on nothing else in mmseg but the base exception, so any
+downloader (:mod:`mmseg.engine.download` for mmengine's loader and the
+backbone weights, the model zoo) can call it.
 """
 import hashlib
 import os
@@ -19,7 +20,7 @@ import re
 from typing import Callable, Collection, Mapping, Optional
 from urllib.parse import urlparse
 
-from .errors import SenFormerError
+from mmseg.utils.errors import SenFormerError
 
 # "name-<hex>.pth": the hash suffix of torch.hub and publish_model.py
 _NAME_HASH = re.compile(r'-([0-9a-f]{8,64})\.[A-Za-z0-9]+$')
