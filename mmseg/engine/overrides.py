@@ -217,10 +217,10 @@ CHECKPOINT_HOOK = Override(
     requires=((CheckpointHook, ('_save_checkpoint',
                                 '_save_checkpoint_with_step',
                                 '_save_best_checkpoint')),
-              (None, ('keep_ckpt_ids', 'max_keep_ckpts', 'filename_tmpl',
-                      'file_backend', 'out_dir', 'file_client_args',
-                      'save_optimizer', 'save_param_scheduler', 'by_epoch',
-                      'backend_args', 'args'))))
+              (None, ('max_keep_ckpts', 'filename_tmpl', 'file_backend',
+                      'out_dir', 'file_client_args', 'save_optimizer',
+                      'save_param_scheduler', 'by_epoch', 'backend_args',
+                      'args'))))
 
 
 class _DeferredRemoval:
