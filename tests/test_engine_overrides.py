@@ -2,6 +2,7 @@
 internals refuses, with a message naming the override and the versions, to
 run on a version outside the tested range or without a private name it
 uses; on the installed versions they pass."""
+import uuid
 import warnings
 
 import pytest
@@ -50,7 +51,9 @@ def _runner(tmp_path):
         def forward(self, inputs, data_samples=None, mode='tensor'):
             return self.toy(inputs)
 
-    return SegRunner(model=Model(), work_dir=str(tmp_path), resume=True)
+    # a name of its own: two runners built in one second would share one
+    return SegRunner(model=Model(), work_dir=str(tmp_path), resume=True,
+                     experiment_name=f'overrides_{uuid.uuid4().hex[:8]}')
 
 
 def test_installed_versions_pass_every_override(tmp_path):

@@ -27,8 +27,8 @@ from mmseg.engine import SegRunner, safe_torch_load
 from mmseg.registry import HOOKS, MODELS, TRANSFORMS
 from conftest import free_port
 from toy_runs import (REPO_ROOT, TRAIN_SCRIPT, error_line, listing,
-                      logged_scalars, sha256, start, tail, train,
-                      write_config)
+                      log_tail, logged_scalars, sha256, start_python,
+                      train, write_config)
 
 pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 
@@ -182,13 +182,14 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     script = tmp_path / 'killed_during_save.py'
     script.write_text(KILLED_DURING_SAVE.format(script=TRAIN_SCRIPT))
 
-    uninterrupted = start([TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
-                           tmp_path / 'straight.log')
-    victim = start([str(script), cfg, '--work-dir', str(killed)],
-                    tmp_path / 'killed.log', KILL_ME_MARKER=str(marker))
+    uninterrupted = start_python(
+        [TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
+        tmp_path / 'straight.log')
+    victim = start_python([str(script), cfg, '--work-dir', str(killed)],
+                          tmp_path / 'killed.log', KILL_ME_MARKER=str(marker))
     deadline = time.time() + 400
     while not marker.exists():
-        assert victim.poll() is None, tail(tmp_path / 'killed.log')
+        assert victim.poll() is None, log_tail(tmp_path / 'killed.log')
         assert time.time() < deadline, 'the run never reached iteration 4'
         time.sleep(0.2)
     os.kill(victim.pid, signal.SIGKILL)
@@ -203,11 +204,11 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     assert (killed / 'last_checkpoint').read_text() == first
     assert safe_torch_load(first)['meta']['iter'] == 2
 
-    assert uninterrupted.wait(400) == 0, tail(tmp_path / 'straight.log')
-    resumed = start([TRAIN_SCRIPT, cfg, '--work-dir', str(killed),
-                      '--resume'], tmp_path / 'resumed.log')
-    assert resumed.wait(400) == 0, tail(tmp_path / 'resumed.log')
-    log = tail(tmp_path / 'resumed.log', 10**7)
+    assert uninterrupted.wait(400) == 0, log_tail(tmp_path / 'straight.log')
+    resumed = start_python([TRAIN_SCRIPT, cfg, '--work-dir', str(killed),
+                           '--resume'], tmp_path / 'resumed.log')
+    assert resumed.wait(400) == 0, log_tail(tmp_path / 'resumed.log')
+    log = log_tail(tmp_path / 'resumed.log', 10**7)
     assert f'resuming from the latest checkpoint {first}' in log
     assert 'removed' in log and '.iter_4.pth.' in log  # stale temporary
     assert not [n for n in listing(killed) if n.endswith('.tmp')]
@@ -456,7 +457,7 @@ def test_failing_rank_ends_the_distributed_job(data, tmp_path):
         "custom_hooks = [dict(type='FailOnRankHook', rank=1)]\n")
     log = tmp_path / 'torchrun.log'
     start = time.time()
-    proc = start([
+    proc = start_python([
         '-m', 'torch.distributed.run', '--nproc_per_node', '2',
         '--master_addr', '127.0.0.1', '--master_port',
         str(free_port()), TRAIN_SCRIPT, cfg, '--launcher', 'pytorch',
@@ -468,7 +469,7 @@ def test_failing_rank_ends_the_distributed_job(data, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    output = tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code != 0, output[-3000:]
     assert 'error (rank 1): RuntimeError: simulated failure of rank 1' in \
         output, output[-3000:]

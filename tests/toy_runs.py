@@ -148,14 +148,14 @@ def subprocess_env(**extra):
     return env
 
 
-def start(args, log, **env):
+def start_python(args, log, **env):
     """A Python subprocess in the repository root, output to ``log``."""
     return subprocess.Popen([sys.executable] + args, env=subprocess_env(**env),
                             stdout=open(log, 'w'), stderr=subprocess.STDOUT,
                             cwd=REPO_ROOT)
 
 
-def tail(path, n=3000):
+def log_tail(path, n=3000):
     with open(path) as f:
         return f.read()[-n:]
 
