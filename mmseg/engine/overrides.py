@@ -20,6 +20,7 @@ missing-attribute check) into a warning, for trying a newer release.
 """
 import os
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
@@ -65,8 +66,9 @@ class Override:
         changes: what it changes and why.
         upstream: the upstream issue it works around.
         requires: ``(owner, names)`` pairs: the private attributes or
-            methods of ``owner`` (a class, or a callable returning the
-            object, for names that only exist on instances) it relies on.
+            methods of ``owner`` (a class or module) it relies on; owner
+            None for names that only exist on instances, checked on the
+            object passed to :func:`check`.
     """
     name: str
     package: str
@@ -123,8 +125,8 @@ def _check_names(override: Override, owner: object,
                  names: Iterable[str]) -> None:
     missing = [name for name in names if not hasattr(owner, name)]
     if missing:
-        what = owner.__name__ if isinstance(owner, type) else \
-            type(owner).__name__
+        what = owner.__name__ if isinstance(
+            owner, (type, types.ModuleType)) else type(owner).__name__
         raise UnsupportedInternalsError(
             f'{override.name} needs {", ".join(missing)} of {what}, which '
             f'{override.package} {installed_version(override.package)} no '
