@@ -17,6 +17,13 @@ Written for and tested with mmengine 0.10.7 and torch 2.13. The tested
 ranges are :data:`TESTED_VERSIONS`; setting the environment variable
 ``MMSEG_ALLOW_UNTESTED_INTERNALS=1`` turns the version check (not the
 missing-attribute check) into a warning, for trying a newer release.
+
+Not overrides, so not here: :mod:`mmseg.engine.checkpoint` carries a state
+dict's ``_metadata`` (per-module versions ``torch.nn.Module.state_dict``
+attaches and ``load_state_dict`` reads) over its key renaming, read with a
+default so that without it only old BN counters go unfilled, as mmengine's
+own loader does; :mod:`mmseg.engine.safe_load` names numpy's pickled
+globals (``numpy._core``), a format, not a behaviour it changes.
 """
 import os
 import time
