@@ -74,3 +74,34 @@ def keep_torch_global_state():
             logger.removeHandler(handler)
             handler.close()
     MMLogger._instance_dict.clear()
+
+
+# ----------------------------------------------------------------------
+# toy datasets and model of the tool tests (helpers in toy_runs.py)
+
+
+@pytest.fixture(scope='module')
+def toy_root(tmp_path_factory):
+    """The toy dataset (2 training and 2 validation images), read-only."""
+    from toy_runs import generate_toy
+    return generate_toy(str(tmp_path_factory.mktemp('toy') / 'data'))
+
+
+@pytest.fixture(scope='module')
+def toy_root_4(tmp_path_factory):
+    """The toy dataset with 4 training images: with batch 2 the sampler's
+    second pass (iterations 3-4) reshuffles, so the data order after
+    resuming is really checked."""
+    from toy_runs import generate_toy
+    return generate_toy(str(tmp_path_factory.mktemp('toy') / 'data'),
+                        num_train=4)
+
+
+@pytest.fixture(scope='module')
+def toy_state(toy_root, tmp_path_factory):
+    """The toy model's state dict (what a real checkpoint holds)."""
+    from mmseg.apis import init_model
+    from mmseg import cli
+    from toy_runs import write_config
+    cfg = write_config(tmp_path_factory.mktemp('cfg'), toy_root)
+    return init_model(cli.load_config(cfg)).state_dict()

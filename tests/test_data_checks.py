@@ -15,13 +15,11 @@ import pytest
 import torch
 
 from mmseg.engine import atomic_io
-from test_reliability import (TEST, TOY_CONFIG, error_line,
-                              generate_toy, load_tool, run_tool, snapshot,
-                              toy_root, toy_state, train, write_config)
+from toy_runs import (TEST, TOY_CONFIG, error_line, generate_toy,
+                      load_tool, run_tool, snapshot, train, write_config)
 
 pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 
-_ = toy_root, toy_state  # fixtures
 CHECK_DATASET = load_tool('tools/misc/check_dataset.py')
 
 

@@ -108,10 +108,10 @@ def _samples(n, num_learners=0, seed=0, shape=(6, 8)):
             pred_sem_seg=PixelData(data=logits.argmax(0, keepdim=True)),
             metainfo=dict(img_path=f'img{i}.jpg', ori_shape=shape))
         if num_learners:
-            sample.learner_logits = [
-                PixelData(data=torch.randn(4, *shape, generator=g))
-                for _ in range(num_learners)
-            ]
+            sample.extra_logits = PixelData(**{
+                f'learner{j}': torch.randn(4, *shape, generator=g)
+                for j in range(num_learners)
+            })
         samples.append(sample)
     return samples
 
@@ -173,7 +173,8 @@ def test_per_learner_numbers_equal_separate_evaluations():
         [s.pred_sem_seg.data[0] for s in samples], gts)['mIoU']
     for i in range(4):
         learner = _expected(
-            [s.learner_logits[i].data.argmax(0) for s in samples], gts)
+            [s.extra_logits.get(f'learner{i}').argmax(0) for s in samples],
+            gts)
         assert result[f'learner{i}_mIoU'] == learner['mIoU']
     assert 'learner4_mIoU' not in result
 
@@ -192,7 +193,8 @@ def test_distributed_ranks_drop_the_padding_repeats():
     ranks[0].process({}, [samples[i] for i in (0, 2, 4)])
     ranks[1].process({}, [samples[i] for i in (1, 3, 0)])
     summaries = [
-        dict(total=m._total, latest=m._latest, count=m._count) for m in ranks
+        dict(total=m._total, latest=m._latest, count=m._count,
+             extra_names=m._extra_names) for m in ranks
     ]
     main = ranks[0]
     main._dataset_size = 5
@@ -201,7 +203,7 @@ def test_distributed_ranks_drop_the_padding_repeats():
     assert result['mIoU'] == _expected(
         [s.pred_sem_seg.data[0] for s in samples], gts)['mIoU']
     assert result['learner1_mIoU'] == _expected(
-        [s.learner_logits[1].data.argmax(0) for s in samples], gts)['mIoU']
+        [s.extra_logits.learner1.argmax(0) for s in samples], gts)['mIoU']
     # with an even split nothing is dropped
     main._dataset_size = 6
     assert main.compute_metrics(summaries)['aAcc'] == _expected(
@@ -284,4 +286,4 @@ def test_iou_metric_on_two_distributed_ranks():
     assert results[0]['mIoU'] == _expected(
         [s.pred_sem_seg.data[0] for s in samples], gts)['mIoU']
     assert results[0]['learner0_mIoU'] == _expected(
-        [s.learner_logits[0].data.argmax(0) for s in samples], gts)['mIoU']
+        [s.extra_logits.learner0.argmax(0) for s in samples], gts)['mIoU']

@@ -14,15 +14,20 @@ import pytest
 import torch
 
 from mmseg.engine import EXIT_PREEMPTED, safe_torch_load
-from test_reliability import REPO_ROOT, error_line, train, write_config
 from conftest import free_port
-from test_reliability_faults import (TRAIN_SCRIPT, _start, _tail, data,
-                                     listing, logged_scalars)
+from toy_runs import (REPO_ROOT, TRAIN_SCRIPT, error_line, listing,
+                      log_tail, logged_scalars, start_python, train,
+                      write_config)
 
 pytestmark = [
     pytest.mark.usefixtures('keep_torch_global_state'), pytest.mark.slow
 ]
-_ = data  # the 4-image toy dataset fixture
+
+
+@pytest.fixture(scope='module')
+def data(toy_root_4):
+    return toy_root_4
+
 
 DIST_TRAIN = os.path.join(REPO_ROOT, 'tools', 'dist_train.sh')
 
@@ -91,7 +96,7 @@ def _pause_config(tmp_path, data_root, at, rank=0, **kwargs):
 def _wait_for(marker, proc, log, timeout=400):
     deadline = time.time() + timeout
     while not marker.exists():
-        assert proc.poll() is None, _tail(log)
+        assert proc.poll() is None, log_tail(log)
         assert time.time() < deadline, f'{marker.name} never came'
         time.sleep(0.1)
     time.sleep(0.2)  # the pid is written right after creating the file
@@ -116,12 +121,13 @@ def test_signal_stops_with_a_checkpoint_and_resume_matches(data, tmp_path):
         extra='randomness = dict(seed=0, deterministic=True)\n')
     straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
     path = _env_path(tmp_path)
-    uninterrupted = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
-                           tmp_path / 'straight.log', PYTHONPATH=path)
+    uninterrupted = start_python(
+        [TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
+        tmp_path / 'straight.log', PYTHONPATH=path)
     log = tmp_path / 'stopped.log'
-    victim = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(stopped)], log,
-                    PYTHONPATH=path, PAUSE_DIR=str(tmp_path),
-                    PAUSE_SAVING='iter_3.pth')
+    victim = start_python([TRAIN_SCRIPT, cfg, '--work-dir', str(stopped)], log,
+                          PYTHONPATH=path, PAUSE_DIR=str(tmp_path),
+                          PAUSE_SAVING='iter_3.pth')
     try:
         at_3 = tmp_path / 'iteration_3_rank0'
         assert _wait_for(at_3, victim, log) == victim.pid
@@ -137,7 +143,7 @@ def test_signal_stops_with_a_checkpoint_and_resume_matches(data, tmp_path):
     finally:
         if victim.poll() is None:
             victim.kill()
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code == EXIT_PREEMPTED, output[-3000:]
     checkpoint = str(stopped / 'iter_3.pth')
     assert f'preempted: stopped after iteration 3 on SIGTERM; checkpoint ' \
@@ -148,12 +154,13 @@ def test_signal_stops_with_a_checkpoint_and_resume_matches(data, tmp_path):
     assert not [n for n in listing(stopped) if n.endswith('.tmp')]
     assert 'train.lock' not in listing(stopped)
 
-    assert uninterrupted.wait(400) == 0, _tail(tmp_path / 'straight.log')
-    resumed = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(stopped),
-                      '--resume'], tmp_path / 'resumed.log', PYTHONPATH=path)
-    assert resumed.wait(400) == 0, _tail(tmp_path / 'resumed.log')
+    assert uninterrupted.wait(400) == 0, log_tail(tmp_path / 'straight.log')
+    resumed = start_python(
+        [TRAIN_SCRIPT, cfg, '--work-dir', str(stopped), '--resume'],
+        tmp_path / 'resumed.log', PYTHONPATH=path)
+    assert resumed.wait(400) == 0, log_tail(tmp_path / 'resumed.log')
     assert f'resuming from the latest checkpoint {checkpoint}' in \
-        _tail(tmp_path / 'resumed.log', 10**7)
+        log_tail(tmp_path / 'resumed.log', 10**7)
 
     expected = logged_scalars(straight)
     before = logged_scalars(stopped)
@@ -199,7 +206,7 @@ def test_signal_to_one_rank_stops_all_ranks_at_the_same_iteration(
     finally:
         if proc.poll() is None:
             proc.kill()
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code == EXIT_PREEMPTED, output[-3000:]
     checkpoint = str(work / 'iter_2.pth')
     assert f'preempted (rank 1): stopped after iteration 2 on SIGUSR1; ' \
@@ -221,8 +228,9 @@ def test_second_run_in_a_work_dir_is_refused_and_a_dead_runs_lock_taken(
     cfg = _pause_config(tmp_path, data, at=2, iters=2, interval=1)
     work = tmp_path / 'work'
     log = tmp_path / 'first.log'
-    first = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(work)], log,
-                   PYTHONPATH=_env_path(tmp_path), PAUSE_DIR=str(tmp_path))
+    first = start_python([TRAIN_SCRIPT, cfg, '--work-dir', str(work)], log,
+                         PYTHONPATH=_env_path(tmp_path),
+                         PAUSE_DIR=str(tmp_path))
     try:
         marker = tmp_path / 'iteration_2_rank0'
         _wait_for(marker, first, log)
@@ -277,7 +285,7 @@ def test_signal_to_dist_train_sh_reaches_the_training_process(data,
     finally:
         if proc.poll() is None:
             proc.kill()
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code == EXIT_PREEMPTED, output[-3000:]
     checkpoint = str(work / 'iter_2.pth')
     assert 'stopped after iteration 2 on SIGTERM' in output, output[-3000:]
@@ -329,7 +337,7 @@ def test_slurm_train_sh_requeues_a_preempted_job_which_resumes(
     finally:
         if first.poll() is None:
             first.kill()
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code == EXIT_PREEMPTED, output[-3000:]
     assert '--signal=USR1@120' in (tmp_path / 'srun_args').read_text()
     assert (tmp_path / 'scontrol_calls').read_text() == 'requeue 4242\n'
@@ -341,7 +349,7 @@ def test_slurm_train_sh_requeues_a_preempted_job_which_resumes(
     requeued = subprocess.run(command, env=dict(env, SLURM_RESTART_COUNT='1'),
                               stdout=open(log, 'w'), stderr=subprocess.STDOUT,
                               cwd=str(tmp_path), timeout=300)
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert requeued.returncode == 0, output[-3000:]
     assert f'resuming from the latest checkpoint {work}/iter_2.pth' in output
     assert (work / 'last_checkpoint').read_text() == str(work / 'iter_3.pth')

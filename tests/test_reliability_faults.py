@@ -3,19 +3,15 @@ or hung dataloader workers, a failing distributed rank.
 
 Runs the real tools (in-process through :func:`mmseg.cli.run`, or as
 subprocesses where a process must die) on the fast toy config of
-``test_reliability.py``.
+``toy_runs.py``.
 """
 import errno
 import gc
 import glob
-import json
 import logging
 import os
-import os.path as osp
 import shutil
 import signal
-import subprocess
-import sys
 import time
 import types
 
@@ -30,24 +26,15 @@ from torch.utils.data import get_worker_info
 from mmseg.engine import SegRunner, safe_torch_load
 from mmseg.registry import HOOKS, MODELS, TRANSFORMS
 from conftest import free_port
-from test_reliability import (REPO_ROOT, error_line, generate_toy, sha256,
-                              train, write_config)
+from toy_runs import (REPO_ROOT, TRAIN_SCRIPT, error_line, listing,
+                      log_tail, logged_scalars, sha256, start_python,
+                      train, write_config)
 
 pytestmark = pytest.mark.usefixtures('keep_torch_global_state')
 
-TRAIN_SCRIPT = osp.join(REPO_ROOT, 'tools', 'train.py')
-
-
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    # 4 images: with batch 2 the sampler's second pass (iterations 3-4)
-    # reshuffles, so the data order after resuming is really checked
-    return generate_toy(str(tmp_path_factory.mktemp('toy') / 'data'),
-                        num_train=4)
-
-
-def listing(directory):
-    return sorted(os.listdir(str(directory)))
+def data(toy_root_4):
+    return toy_root_4
 
 
 # ----------------------------------------------------------------------
@@ -183,39 +170,6 @@ runpy.run_path({script!r}, run_name='__main__')
 '''
 
 
-def _env(**extra):
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
-               PYTHONPATH=REPO_ROOT + os.pathsep +
-               os.environ.get('PYTHONPATH', ''))
-    env.update(extra)
-    return env
-
-
-def _start(args, log, **env):
-    return subprocess.Popen([sys.executable] + args, env=_env(**env),
-                            stdout=open(log, 'w'), stderr=subprocess.STDOUT,
-                            cwd=REPO_ROOT)
-
-
-def _tail(path, n=3000):
-    with open(path) as f:
-        return f.read()[-n:]
-
-
-def logged_scalars(work_dir, newest_run_only=False):
-    """``{step: scalars}`` from the runs' ``vis_data/scalars.json``."""
-    runs = sorted(glob.glob(osp.join(str(work_dir), '*', 'vis_data',
-                                     'scalars.json')))
-    assert runs, f'no scalars.json under {work_dir}'
-    steps = {}
-    for path in runs[-1:] if newest_run_only else runs:
-        with open(path) as f:
-            for line in f:
-                record = json.loads(line)
-                steps[record['step']] = record
-    return steps
-
-
 def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
         data, tmp_path):
     # max_keep_ckpts=1: iter_2.pth must survive the failed save of iter_4
@@ -228,13 +182,14 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     script = tmp_path / 'killed_during_save.py'
     script.write_text(KILLED_DURING_SAVE.format(script=TRAIN_SCRIPT))
 
-    uninterrupted = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
-                           tmp_path / 'straight.log')
-    victim = _start([str(script), cfg, '--work-dir', str(killed)],
-                    tmp_path / 'killed.log', KILL_ME_MARKER=str(marker))
+    uninterrupted = start_python(
+        [TRAIN_SCRIPT, cfg, '--work-dir', str(straight)],
+        tmp_path / 'straight.log')
+    victim = start_python([str(script), cfg, '--work-dir', str(killed)],
+                          tmp_path / 'killed.log', KILL_ME_MARKER=str(marker))
     deadline = time.time() + 400
     while not marker.exists():
-        assert victim.poll() is None, _tail(tmp_path / 'killed.log')
+        assert victim.poll() is None, log_tail(tmp_path / 'killed.log')
         assert time.time() < deadline, 'the run never reached iteration 4'
         time.sleep(0.2)
     os.kill(victim.pid, signal.SIGKILL)
@@ -249,11 +204,11 @@ def test_kill_9_during_save_then_resume_matches_uninterrupted_run(
     assert (killed / 'last_checkpoint').read_text() == first
     assert safe_torch_load(first)['meta']['iter'] == 2
 
-    assert uninterrupted.wait(400) == 0, _tail(tmp_path / 'straight.log')
-    resumed = _start([TRAIN_SCRIPT, cfg, '--work-dir', str(killed),
-                      '--resume'], tmp_path / 'resumed.log')
-    assert resumed.wait(400) == 0, _tail(tmp_path / 'resumed.log')
-    log = _tail(tmp_path / 'resumed.log', 10**7)
+    assert uninterrupted.wait(400) == 0, log_tail(tmp_path / 'straight.log')
+    resumed = start_python([TRAIN_SCRIPT, cfg, '--work-dir', str(killed),
+                           '--resume'], tmp_path / 'resumed.log')
+    assert resumed.wait(400) == 0, log_tail(tmp_path / 'resumed.log')
+    log = log_tail(tmp_path / 'resumed.log', 10**7)
     assert f'resuming from the latest checkpoint {first}' in log
     assert 'removed' in log and '.iter_4.pth.' in log  # stale temporary
     assert not [n for n in listing(killed) if n.endswith('.tmp')]
@@ -502,7 +457,7 @@ def test_failing_rank_ends_the_distributed_job(data, tmp_path):
         "custom_hooks = [dict(type='FailOnRankHook', rank=1)]\n")
     log = tmp_path / 'torchrun.log'
     start = time.time()
-    proc = _start([
+    proc = start_python([
         '-m', 'torch.distributed.run', '--nproc_per_node', '2',
         '--master_addr', '127.0.0.1', '--master_port',
         str(free_port()), TRAIN_SCRIPT, cfg, '--launcher', 'pytorch',
@@ -514,7 +469,7 @@ def test_failing_rank_ends_the_distributed_job(data, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    output = _tail(log, 10**7)
+    output = log_tail(log, 10**7)
     assert code != 0, output[-3000:]
     assert 'error (rank 1): RuntimeError: simulated failure of rank 1' in \
         output, output[-3000:]

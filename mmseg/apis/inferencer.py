@@ -30,7 +30,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import init_default_scope
 
-from mmseg.structures import SegDataSample
+from mmseg.structures import SegDataSample, extra_maps
 from mmseg.utils.errors import SenFormerError
 
 #: file name extensions a folder or glob input is filtered with
@@ -341,16 +341,16 @@ class Inferencer:
                 out_dir: Optional[str], opacity: float, with_labels: bool,
                 write_vis: bool, return_predictions: bool) -> dict:
         label = sample.pred_sem_seg.data[0].cpu().numpy()
-        learner_labels = [
-            logits.data.argmax(dim=0).cpu().numpy()
-            for logits in sample.get('learner_logits', [])
+        # the head's extra maps are its learners' (learner0, ...)
+        extras = [
+            (name, logits.argmax(dim=0).cpu().numpy())
+            for name, logits in extra_maps(sample.get('extra_logits'))
         ] if self.learners else []
+        learner_labels = [extra_label for _, extra_label in extras]
         result = dict(img_path=None if isinstance(image, np.ndarray) else
                       image, stem=stem)
         if out_dir is not None:
-            maps = [('', label)] + [(f'learner{i}', learner)
-                                    for i, learner in enumerate(
-                                        learner_labels)]
+            maps = [('', label)] + extras
             for prefix, value in maps:
                 pred_file = osp.join(out_dir, prefix, 'pred', stem + '.png')
                 self._write_label_map(value, pred_file)

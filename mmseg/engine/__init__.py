@@ -19,7 +19,7 @@ from .safe_load import (CheckpointError, NotACheckpointError,
                         safe_globals, safe_torch_load)
 from .seg_runner import DEFAULT_DATALOADER_TIMEOUT_S, SegRunner
 from .sync_bn import count_sync_batchnorm, revert_sync_batchnorm_if_needed
-from .watched_dataloader import WatchedDataLoader
+from .overrides import UnsupportedInternalsError, WatchedDataLoader
 from .work_dir_lock import WorkDirBusyError, WorkDirLock
 
 install_safe_loading()
@@ -29,7 +29,8 @@ __all__ = [
     'DEFAULT_DATALOADER_TIMEOUT_S', 'DEFAULT_TIMEOUT_S', 'EXIT_PREEMPTED',
     'NonFiniteError', 'NotACheckpointError', 'PolyLRWithWarmup',
     'PreemptionHook', 'SaveError', 'SegRunner', 'TrainingPreempted',
-    'UnsafeCheckpointError', 'WatchedDataLoader', 'WorkDirBusyError',
+    'UnsafeCheckpointError', 'UnsupportedInternalsError',
+    'WatchedDataLoader', 'WorkDirBusyError',
     'WorkDirLock',
     'atomic_save', 'atomic_write', 'atomic_write_text',
     'count_sync_batchnorm', 'get_state_dict', 'init_cpu_dist',

@@ -16,7 +16,6 @@ from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.runner import Runner
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
 
 from mmseg.registry import MODEL_WRAPPERS, RUNNERS
 from .atomic_io import SaveError, commit, describe_os_error, temporary_name
@@ -25,9 +24,9 @@ from .dist import DEFAULT_TIMEOUT_S, init_cpu_dist
 from .hooks import (CheckFiniteLossHook, IterSeedHook, NonFiniteError,
                     PreemptionHook, SegCheckpointHook, TrainingPreempted)
 from .hooks.finite_loss_hook import first_non_finite_tensor
+from .overrides import ResumeState, mark_checkpoint_loaded, watch_dataloader
 from .safe_load import install_safe_loading
 from .sync_bn import revert_sync_batchnorm_if_needed, sync_bn_usable
-from .watched_dataloader import WatchedDataLoader
 from .work_dir_lock import WorkDirBusyError, WorkDirLock, describe_owner
 
 #: seconds a training dataloader may wait for a batch from its workers
@@ -83,6 +82,10 @@ class SegRunner(Runner):
     * :meth:`train` holds the work dir's lock
       (:class:`~mmseg.engine.WorkDirLock`): a second run in the same work
       dir is refused, the lock of a dead run is taken over.
+
+    What of this needs mmengine's or PyTorch's private attributes goes
+    through :mod:`mmseg.engine.overrides`, which refuses untested versions
+    with a clear error.
     """
 
     def setup_env(self, env_cfg: Dict) -> None:
@@ -124,7 +127,7 @@ class SegRunner(Runner):
             default_hooks['checkpoint'] = SegCheckpointHook(**args)
         super().register_hooks(default_hooks, custom_hooks)
         for hook_cls in (CheckFiniteLossHook, IterSeedHook, PreemptionHook):
-            if not any(isinstance(h, hook_cls) for h in self._hooks):
+            if not any(isinstance(h, hook_cls) for h in self.hooks):
                 self.register_hook(hook_cls())
 
     @staticmethod
@@ -138,12 +141,8 @@ class SegRunner(Runner):
                 'timeout' not in dataloader:
             dataloader = copy.copy(dataloader)
             dataloader['timeout'] = DEFAULT_DATALOADER_TIMEOUT_S
-        loader = Runner.build_dataloader(dataloader, seed, diff_rank_seed)
-        if type(loader) is DataLoader and loader.num_workers > 0:
-            # mmengine always builds a plain DataLoader; only the iterator
-            # of the subclass differs
-            loader.__class__ = WatchedDataLoader
-        return loader
+        return watch_dataloader(
+            Runner.build_dataloader(dataloader, seed, diff_rank_seed))
 
     # ------------------------------------------------------------------
     # one run per work dir
@@ -187,7 +186,7 @@ class SegRunner(Runner):
         except BaseException:
             # a failed run leaves the process's signals as they were (only
             # a finished one calls after_train)
-            for hook in self._hooks:
+            for hook in self.hooks:
                 if isinstance(hook, PreemptionHook):
                     hook.restore()
             raise
@@ -321,28 +320,28 @@ class SegRunner(Runner):
         """Before the train loop (and its sampler) is built, settle which
         checkpoint a resumed run starts from and restore its random seed,
         so a run without a fixed seed keeps its data order too."""
-        if self._resume and not self._has_loaded:
-            if self._load_from is None:
-                self._load_from = self._find_resume_checkpoint()
-                if self._load_from is None:
+        resume = ResumeState(self)
+        if resume.pending:
+            if resume.load_from is None:
+                resume.load_from = self._find_resume_checkpoint()
+                if resume.load_from is None:
                     self.logger.warning(
                         f'resume: no checkpoint in {self.work_dir}; training '
                         'starts from scratch')
-                    self._resume = False
+                    resume.cancel()
                 else:
                     self.logger.info(
                         f'resuming from the latest checkpoint '
-                        f'{self._load_from}')
-            if self._load_from is not None:
-                checkpoint = read_checkpoint(self._load_from, 'cpu',
+                        f'{resume.load_from}')
+            if resume.load_from is not None:
+                checkpoint = read_checkpoint(resume.load_from, 'cpu',
                                              self.logger)
-                self._resume_cache = (self._load_from, checkpoint)
+                self._resume_cache = (resume.load_from, checkpoint)
                 meta = checkpoint.get('meta', {}) \
                     if isinstance(checkpoint, dict) else {}
                 seed = meta.get('seed')
                 if seed is not None and seed != self.seed:
-                    self._randomness_cfg.update(seed=seed)
-                    self.set_randomness(**self._randomness_cfg)
+                    resume.restore_seed(seed)
         return super().build_train_loop(loop)
 
     def load_checkpoint(self,
@@ -363,7 +362,7 @@ class SegRunner(Runner):
         load_state_dict_checked(
             self.model, checkpoint, filename, strict, self.logger,
             revise_keys)
-        self._has_loaded = True
+        mark_checkpoint_loaded(self)
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 

@@ -8,6 +8,10 @@ class SegDataSample(BaseDataElement):
         gt_sem_seg (PixelData): ground truth, ``data`` is ``1 x H x W``.
         pred_sem_seg (PixelData): predicted label map, ``1 x H x W``.
         seg_logits (PixelData): class scores, ``K x H x W``.
+        extra_logits (PixelData): further named ``K x H x W`` maps a head
+            predicts beside ``seg_logits`` when its ``test_cfg`` asks
+            (SenFormer's ``return_learners``: ``learner0``,
+            ``learner1``, ...); see :class:`~mmseg.structures.SegLogits`.
     """
 
     @property
@@ -45,3 +49,15 @@ class SegDataSample(BaseDataElement):
     @seg_logits.deleter
     def seg_logits(self) -> None:
         del self._seg_logits
+
+    @property
+    def extra_logits(self) -> PixelData:
+        return self._extra_logits
+
+    @extra_logits.setter
+    def extra_logits(self, value: PixelData) -> None:
+        self.set_field(value, '_extra_logits', dtype=PixelData)
+
+    @extra_logits.deleter
+    def extra_logits(self) -> None:
+        del self._extra_logits

@@ -93,9 +93,10 @@ def test_predict_restores_original_size_and_learners():
         sample = model(**data, mode='predict')[0]
     assert sample.seg_logits.data.shape == (model.num_classes, 50, 70)
     assert sample.pred_sem_seg.data.shape == (1, 50, 70)
-    assert len(sample.learner_logits) == 4
-    assert all(m.data.shape == (model.num_classes, 50, 70)
-               for m in sample.learner_logits)
+    assert sorted(sample.extra_logits.keys()) == [
+        f'learner{i}' for i in range(4)]
+    assert all(m.shape == (model.num_classes, 50, 70)
+               for m in sample.extra_logits.values())
 
 
 def test_tensor_mode_returns_head_output():

@@ -19,6 +19,7 @@ from mmengine.hooks import CheckpointHook, Hook
 
 from mmseg.registry import HOOKS
 from ..atomic_io import SaveError, atomic_write_text
+from ..overrides import save_checkpoint_now
 
 #: exit status of ``tools/train.py`` (and the launch scripts) when the run
 #: stopped on a preemption signal after saving its checkpoint; 75 is
@@ -171,7 +172,7 @@ class PreemptionHook(Hook):
             path = hook.file_backend.join_path(hook.out_dir,
                                                hook.filename_tmpl.format(step))
             if getattr(hook, 'last_ckpt', None) != path:
-                hook._save_checkpoint(runner)
+                save_checkpoint_now(hook, runner)
             return path
         # no iteration checkpoint hook: save beside the logs
         filename = f'iter_{step}.pth'

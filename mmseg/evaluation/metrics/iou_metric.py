@@ -1,8 +1,8 @@
-"""mIoU evaluation (mmengine metric), with SenFormer's per-learner view."""
+"""mIoU evaluation (mmengine metric), also of a model's extra maps."""
 import os
 import os.path as osp
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from PIL import Image
 from prettytable import PrettyTable
 
 from mmseg.registry import METRICS
+from mmseg.structures import extra_maps
 from ..functional import METRICS as SUPPORTED
 from ..functional import intersect_and_union, total_area_to_metrics
 
@@ -45,10 +46,11 @@ class IoUMetric(BaseMetric):
     ``mIoU``, ``mAcc`` (plus ``mDice``; ``mFscore``, ``mPrecision``,
     ``mRecall`` when asked), in percent.
 
-    With ``per_learner=True`` (SenFormer with ``test_cfg.return_learners``)
-    the same pass also evaluates each learner's own prediction (arg-max of
-    ``learner_logits[i]``) and adds ``learner{i}_mIoU`` beside the ensemble
-    ``mIoU``, with a table comparing them.
+    With ``per_learner=True`` the same pass also evaluates the arg-max of
+    each extra map the model predicts (the fields of the samples'
+    ``extra_logits``: for SenFormer with ``test_cfg.return_learners``, the
+    learners ``learner0``, ``learner1``, ...) and adds ``<name>_mIoU``
+    beside the ``mIoU`` of ``pred_sem_seg``, with a table comparing them.
 
     Args:
         ignore_index: ground-truth value left out.
@@ -58,14 +60,14 @@ class IoUMetric(BaseMetric):
         collect_device: ``'cpu'`` or ``'gpu'``, for gathering ranks.
         output_dir: also save each prediction there as a PNG named after
             its image (labels + 1 when the dataset reduces label 0, i.e. in
-            the dataset's own label convention); with ``per_learner`` each
-            learner's prediction too, in ``learner{i}/``.
+            the dataset's own label convention); with ``per_learner`` the
+            prediction of each extra map too, in ``<name>/``.
         format_only: only save predictions (needs ``output_dir``); no
             ground truth is needed and no metric is computed.
         keep_results: keep the predictions written to ``output_dir``;
             False deletes them once the metrics are computed (as
             MMSegmentation's ``CityscapesMetric``).
-        per_learner: also evaluate each SenFormer learner.
+        per_learner: also evaluate each extra map (SenFormer's learners).
         prefix: prefix of the metric names.
     """
 
@@ -112,6 +114,8 @@ class IoUMetric(BaseMetric):
         self._latest: Optional[torch.Tensor] = None
         self._count = 0
         self._saved: List[str] = []
+        # names of the extra maps, in the order of their areas
+        self._extra_names: Optional[List[str]] = None
 
     @property
     def num_classes(self) -> int:
@@ -126,7 +130,7 @@ class IoUMetric(BaseMetric):
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Add the areas of a batch of predicted data samples (objects or
         their ``to_dict()``) with ``pred_sem_seg`` and ``gt_sem_seg``
-        (``1 x H x W``) and, for ``per_learner``, ``learner_logits``."""
+        (``1 x H x W``) and, for ``per_learner``, ``extra_logits``."""
         num_classes = self.num_classes
         for sample in data_samples:
             meta = sample if isinstance(sample, dict) else sample.metainfo
@@ -137,11 +141,11 @@ class IoUMetric(BaseMetric):
                     f'IoUMetric: sample {name!r} has no pred_sem_seg (the '
                     "model's predict must fill it)")
             pred = _data(pred).squeeze()
-            learner_preds = self._learner_predictions(sample, name)
+            extra_preds = self._extra_predictions(sample, name)
             if self.output_dir:
                 self._save(pred, meta)
-                for i, learner_pred in enumerate(learner_preds):
-                    self._save(learner_pred, meta, f'learner{i}')
+                for extra_name, extra_pred in extra_preds:
+                    self._save(extra_pred, meta, extra_name)
             if self.format_only:
                 continue
             gt = _field(sample, 'gt_sem_seg')
@@ -156,7 +160,7 @@ class IoUMetric(BaseMetric):
                     f'{tuple(pred.shape)} but its ground truth is '
                     f'{tuple(gt.shape)}; predictions must be at the original'
                     ' image size')
-            maps = [pred] + learner_preds
+            maps = [pred] + [extra_pred for _, extra_pred in extra_preds]
             try:
                 areas = torch.stack([
                     torch.stack(
@@ -168,16 +172,27 @@ class IoUMetric(BaseMetric):
                 raise ValueError(f'IoUMetric, {name!r}: {e}') from e
             self._add(areas)
 
-    def _learner_predictions(self, sample, name: str) -> List[torch.Tensor]:
+    def _extra_predictions(self, sample,
+                           name: str) -> List[Tuple[str, torch.Tensor]]:
+        """``(name, H x W prediction)`` of each extra map, for
+        ``per_learner``; the names are kept for the results."""
         if not self.per_learner:
             return []
-        learners = _field(sample, 'learner_logits')
-        if not learners:
+        extras = extra_maps(_field(sample, 'extra_logits'))
+        if not extras:
             raise ValueError(
                 f'IoUMetric(per_learner=True): sample {name!r} carries no '
-                'learner_logits; set model.test_cfg.return_learners=True '
-                '(SenFormer heads only)')
-        return [_data(logits).argmax(dim=0) for logits in learners]
+                'extra_logits, the model predicts no extra maps (SenFormer: '
+                'set model.test_cfg.return_learners=True)')
+        names = [extra_name for extra_name, _ in extras]
+        if self._extra_names is None:
+            self._extra_names = names
+        elif names != self._extra_names:
+            raise ValueError(
+                f'IoUMetric: sample {name!r} carries the extra maps {names}'
+                f', earlier samples {self._extra_names}')
+        return [(extra_name, logits.argmax(dim=0))
+                for extra_name, logits in extras]
 
     def _add(self, areas: torch.Tensor) -> None:
         if self._latest is not None:
@@ -185,7 +200,7 @@ class IoUMetric(BaseMetric):
                 self._total = self._latest.clone()
             elif self._total.shape != self._latest.shape:
                 raise ValueError(
-                    'IoUMetric: samples carry different numbers of learner '
+                    'IoUMetric: samples carry different numbers of extra '
                     f'maps ({self._total.shape[0] - 1} and '
                     f'{self._latest.shape[0] - 1})')
             else:
@@ -213,7 +228,8 @@ class IoUMetric(BaseMetric):
         ``size`` samples of the dataset."""
         self._dataset_size = size
         self.results = [
-            dict(total=self._total, latest=self._latest, count=self._count)
+            dict(total=self._total, latest=self._latest, count=self._count,
+                 extra_names=self._extra_names)
         ]
         try:
             # one summary per rank: collect exactly world_size entries
@@ -262,9 +278,11 @@ class IoUMetric(BaseMetric):
         self._log_classes(per_map[0], logger)
         metrics = OrderedDict(summaries[0])
         if self.per_learner:
-            for i, learner in enumerate(summaries[1:]):
-                metrics[f'learner{i}_mIoU'] = learner['mIoU']
-            self._log_learners(summaries, logger)
+            names = next((r['extra_names'] for r in results
+                          if r.get('extra_names')), self._extra_names)
+            for extra_name, summary in zip(names, summaries[1:]):
+                metrics[f'{extra_name}_mIoU'] = summary['mIoU']
+            self._log_extras(names, summaries, logger)
         return metrics
 
     @staticmethod
@@ -289,13 +307,15 @@ class IoUMetric(BaseMetric):
         print_log('\n' + table.get_string(), logger=logger)
 
     @staticmethod
-    def _log_learners(summaries: List[dict], logger: MMLogger) -> None:
-        """One row per prediction: the ensemble, then each learner."""
+    def _log_extras(names: List[str], summaries: List[dict],
+                    logger: MMLogger) -> None:
+        """One row per prediction: ``pred_sem_seg`` (SenFormer's
+        ensemble), then each extra map."""
         columns = ['aAcc', 'mIoU', 'mAcc']
         table = PrettyTable()
         table.field_names = ['prediction'] + columns
         for i, summary in enumerate(summaries):
-            name = 'ensemble' if i == 0 else f'learner{i - 1}'
+            name = 'ensemble' if i == 0 else names[i - 1]
             table.add_row([name] + [summary[c] for c in columns])
         print_log('ensemble and per learner results:', logger)
         print_log('\n' + table.get_string(), logger=logger)

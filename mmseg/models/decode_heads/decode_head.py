@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmseg.registry import MODELS
+from mmseg.structures import SegLogits
 from mmseg.utils import ConfigType, MultiConfig, SampleList
 from ..losses import accuracy
 
@@ -182,6 +183,24 @@ class BaseDecodeHead(BaseModule, metaclass=ABCMeta):
                 test_cfg: ConfigType) -> torch.Tensor:
         """Logits ``B x K x H x W`` at the network input size."""
         return self.predict_by_feat(self.forward(inputs), batch_img_metas)
+
+    def predict_with_extras(self, inputs: Sequence[torch.Tensor],
+                            batch_img_metas: List[dict],
+                            test_cfg: ConfigType) -> SegLogits:
+        """:meth:`predict` and the extra maps that ``test_cfg`` asks for,
+        at the network input size.
+
+        A head with extra maps (SenFormer's learners) overrides this; the
+        base head has none and refuses a ``test_cfg.return_*`` switch
+        asking for some.
+        """
+        asked = [key for key, value in (test_cfg or {}).items()
+                 if key.startswith('return_') and value]
+        if asked:
+            raise ValueError(
+                f'test_cfg.{asked[0]} asks for extra maps that '
+                f'{type(self).__name__} does not predict')
+        return SegLogits(self.predict(inputs, batch_img_metas, test_cfg))
 
     @staticmethod
     def stack_labels(batch_data_samples: SampleList) -> torch.Tensor:

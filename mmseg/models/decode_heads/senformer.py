@@ -1,16 +1,25 @@
 """SenFormer head: an ensemble of transformer learners, one per level."""
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence
 
 import torch
 
 from mmseg.registry import MODELS
+from mmseg.structures import SegLogits
 from mmseg.utils import ConfigType, SampleList
 from ..losses import pixel_accuracy
 from ..ops import upsampled_nll_and_argmax
 from ..utils.learner import TransformerLearner
-from .decode_head import BaseDecodeHead
+from .decode_head import BaseDecodeHead, input_size_from_metas
 
-HeadOutput = Tuple[List[torch.Tensor], torch.Tensor]
+
+class HeadOutput(NamedTuple):
+    """What :meth:`SenFormer.forward` returns, at the finest level."""
+    #: each learner's logits ``B x K x H_0 x W_0``
+    learner_logits: List[torch.Tensor]
+    #: the sum of their softmaxes
+    ensemble: torch.Tensor
+
+
 # floor of the ensemble before its log in loss_classic, as published
 _MIN_PROBABILITY = 1e-15
 
@@ -86,8 +95,9 @@ class SenFormer(BaseDecodeHead):
             inputs: the neck maps ``B x C x H_i x W_i``.
 
         Returns:
-            tuple: each learner's logits ``B x K x H_0 x W_0`` (resized to
-            the finest level), and the ensemble, the sum of their softmaxes.
+            HeadOutput: each learner's logits ``B x K x H_0 x W_0`` (resized
+            to the finest level), and the ensemble, the sum of their
+            softmaxes; unpacks as ``learner_logits, ensemble``.
         """
         feats = self._select_inputs(inputs)
         size = feats[0].shape[2:]
@@ -96,7 +106,7 @@ class SenFormer(BaseDecodeHead):
             for learner, feat in zip(self.learners, feats)
         ]
         ensemble = sum(logits.softmax(dim=1) for logits in learner_logits)
-        return learner_logits, ensemble
+        return HeadOutput(learner_logits, ensemble)
 
     def loss_by_feat(self, seg_logits: HeadOutput,
                      batch_data_samples: SampleList) -> Dict[str, torch.Tensor]:
@@ -137,7 +147,24 @@ class SenFormer(BaseDecodeHead):
     def predict_by_feat(self, seg_logits: HeadOutput,
                         batch_img_metas: List[dict]) -> torch.Tensor:
         """The ensemble at the network input size."""
-        return super().predict_by_feat(seg_logits[1], batch_img_metas)
+        return super().predict_by_feat(seg_logits.ensemble, batch_img_metas)
+
+    def predict_with_extras(self, inputs: Sequence[torch.Tensor],
+                            batch_img_metas: List[dict],
+                            test_cfg: ConfigType) -> SegLogits:
+        """The ensemble and, with ``test_cfg.return_learners``, each
+        learner's logits as the extra maps ``learner0``, ``learner1``, ...
+        (finest level first), all at the network input size."""
+        if not test_cfg.get('return_learners', False):
+            return super().predict_with_extras(inputs, batch_img_metas,
+                                               test_cfg)
+        output = self.forward(inputs)
+        size = input_size_from_metas(batch_img_metas)
+        return SegLogits(
+            self.resize(output.ensemble, size), {
+                f'learner{i}': self.resize(logits, size)
+                for i, logits in enumerate(output.learner_logits)
+            })
 
 
 @MODELS.register_module()

@@ -1,6 +1,6 @@
 """Base class of segmentors."""
 from abc import ABCMeta, abstractmethod
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -97,7 +97,8 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
     def postprocess_result(self,
                            seg_logits: torch.Tensor,
                            data_samples: OptSampleList = None,
-                           learner_logits: Optional[List[torch.Tensor]] = None
+                           extra_logits: Optional[Mapping[str,
+                                                          torch.Tensor]] = None
                            ) -> List[SegDataSample]:
         """Fill data samples with ``seg_logits`` and ``pred_sem_seg``.
 
@@ -105,8 +106,10 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
             seg_logits: ``B x K x H x W`` at the network input size.
             data_samples: the batch's samples (metainfo with ``ori_shape``);
                 None gives new samples at the input size.
-            learner_logits: optional per-learner maps, same shapes, stored
-                as ``learner_logits`` (a list of PixelData) per sample.
+            extra_logits: optional named maps of the same shape
+                (:attr:`SegLogits.extras <mmseg.structures.SegLogits>`),
+                restored like ``seg_logits`` and stored as the fields of
+                each sample's ``extra_logits``.
         """
         align_corners = self.decode_head.align_corners
         if data_samples is None:
@@ -121,11 +124,11 @@ class BaseSegmentor(BaseModel, metaclass=ABCMeta):
                                             align_corners)
             sample.seg_logits = PixelData(data=logits)
             sample.pred_sem_seg = PixelData(data=self._classes(logits))
-            if learner_logits is not None:
-                sample.learner_logits = [
-                    PixelData(
-                        data=self._restore_original(maps[i], meta,
-                                                    align_corners))
-                    for maps in learner_logits
-                ]
+            if extra_logits:
+                sample.extra_logits = PixelData(
+                    **{
+                        name: self._restore_original(maps[i], meta,
+                                                     align_corners)
+                        for name, maps in extra_logits.items()
+                    })
         return data_samples

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from mmseg.registry import MODELS
+from mmseg.structures import SegLogits
 from mmseg.utils import (ConfigType, OptConfigType, OptMultiConfig,
                          OptSampleList, SampleList)
 from .base import BaseSegmentor
@@ -21,8 +22,9 @@ class EncoderDecoder(BaseSegmentor):
             backbone maps, as every SenFormer model does.
         train_cfg: training options (unused by the heads here).
         test_cfg: ``mode='whole'`` or ``mode='slide'`` with ``crop_size``
-            and ``stride``; ``return_learners=True`` also returns each
-            SenFormer learner's map in the predictions.
+            and ``stride``; further keys are the decode head's, e.g.
+            SenFormer's ``return_learners=True``, which adds each learner's
+            map to the predictions (``extra_logits``).
         data_preprocessor: :class:`SegDataPreProcessor` config.
         pretrained: backbone checkpoint (becomes the backbone's
             ``init_cfg``).
@@ -122,43 +124,26 @@ class EncoderDecoder(BaseSegmentor):
         return losses
 
     # ------------------------------------------------------------ inference
-    def _with_learners(self) -> bool:
-        wanted = self.test_cfg.get('return_learners', False)
-        if wanted and not hasattr(self.decode_head, 'learners'):
-            raise ValueError('test_cfg.return_learners needs a SenFormer '
-                             f'head, not {type(self.decode_head).__name__}')
-        return wanted
-
-    def _maps(self, inputs: torch.Tensor, batch_img_metas: List[dict],
-              with_learners: bool) -> List[torch.Tensor]:
-        """[segmentation logits, *learner logits], each at input size."""
-        if not with_learners:
-            return [self.encode_decode(inputs, batch_img_metas)]
-        learner_logits, ensemble = self.decode_head(
-            self.extract_feat(inputs))
-        size = inputs.shape[2:]
-        return [
-            self.decode_head.resize(maps, size)
-            for maps in (ensemble, *learner_logits)
-        ]
+    def _predict_maps(self, inputs: torch.Tensor,
+                      batch_img_metas: List[dict]) -> SegLogits:
+        """The decode head's logits and extra maps at the input size."""
+        return self.decode_head.predict_with_extras(
+            self.extract_feat(inputs), batch_img_metas, self.test_cfg)
 
     def whole_inference(self, inputs: torch.Tensor,
-                        batch_img_metas: List[dict],
-                        with_learners: bool = False) -> List[torch.Tensor]:
-        return self._maps(inputs, batch_img_metas, with_learners)
+                        batch_img_metas: List[dict]) -> SegLogits:
+        return self._predict_maps(inputs, batch_img_metas)
 
-    def slide_inference(self,
-                        inputs: torch.Tensor,
-                        batch_img_metas: List[dict],
-                        with_learners: bool = False) -> List[torch.Tensor]:
+    def slide_inference(self, inputs: torch.Tensor,
+                        batch_img_metas: List[dict]) -> SegLogits:
         """Average overlapping ``crop_size`` windows taken every ``stride``
-        pixels."""
+        pixels (the extra maps alike)."""
         stride_h, stride_w = self.test_cfg['stride']
         crop_h, crop_w = self.test_cfg['crop_size']
         B, _, H, W = inputs.shape
         rows = max(H - crop_h + stride_h - 1, 0) // stride_h + 1
         cols = max(W - crop_w + stride_w - 1, 0) // stride_w + 1
-        sums: Optional[List[torch.Tensor]] = None
+        sums: Optional[SegLogits] = None
         count = inputs.new_zeros((B, 1, H, W))
         for row in range(rows):
             for col in range(cols):
@@ -171,33 +156,30 @@ class EncoderDecoder(BaseSegmentor):
                          batch_input_shape=crop.shape[2:])
                     for meta in batch_img_metas
                 ]
-                maps = self._maps(crop, metas, with_learners)
+                maps = self._predict_maps(crop, metas)
                 if sums is None:
-                    sums = [
-                        inputs.new_zeros((B, m.shape[1], H, W)) for m in maps
-                    ]
-                for total, m in zip(sums, maps):
+                    sums = maps.map(
+                        lambda m: inputs.new_zeros((B, m.shape[1], H, W)))
+                for total, m in zip(sums.tensors(), maps.tensors()):
                     total[:, :, y1:y2, x1:x2] += m
                 count[:, :, y1:y2, x1:x2] += 1
         assert sums is not None and (count > 0).all()
-        return [total / count for total in sums]
+        return sums.map(lambda total: total / count)
 
-    def inference(self,
-                  inputs: torch.Tensor,
-                  batch_img_metas: List[dict],
-                  with_learners: bool = False) -> List[torch.Tensor]:
-        """[segmentation logits, *learner logits] ``B x K x H x W``."""
+    def inference(self, inputs: torch.Tensor,
+                  batch_img_metas: List[dict]) -> SegLogits:
+        """Logits ``B x K x H x W`` at the input size, with the extra maps
+        the head predicts (see :class:`~mmseg.structures.SegLogits`)."""
         if self.test_cfg.get('mode', 'whole') == 'slide':
-            return self.slide_inference(inputs, batch_img_metas,
-                                        with_learners)
-        return self.whole_inference(inputs, batch_img_metas, with_learners)
+            return self.slide_inference(inputs, batch_img_metas)
+        return self.whole_inference(inputs, batch_img_metas)
 
     def predict(self,
                 inputs: torch.Tensor,
                 data_samples: OptSampleList = None) -> SampleList:
         """Predictions at each sample's ``ori_shape``: ``seg_logits``,
-        ``pred_sem_seg`` and, with ``test_cfg.return_learners``,
-        ``learner_logits``."""
+        ``pred_sem_seg`` and, when the head predicts extra maps (SenFormer
+        with ``test_cfg.return_learners``), ``extra_logits``."""
         if data_samples is not None:
             batch_img_metas = [sample.metainfo for sample in data_samples]
         else:
@@ -210,10 +192,9 @@ class EncoderDecoder(BaseSegmentor):
                     batch_input_shape=shape,
                     padding_size=(0, 0, 0, 0))
             ] * inputs.shape[0]
-        with_learners = self._with_learners()
-        maps = self.inference(inputs, batch_img_metas, with_learners)
-        return self.postprocess_result(
-            maps[0], data_samples, maps[1:] if with_learners else None)
+        maps = self.inference(inputs, batch_img_metas)
+        return self.postprocess_result(maps.seg_logits, data_samples,
+                                       maps.extras)
 
     def _forward(self,
                  inputs: torch.Tensor,

@@ -6,7 +6,7 @@ from mmengine.model import BaseTTAModel
 from mmengine.structures import PixelData
 
 from mmseg.registry import MODELS
-from mmseg.structures import SegDataSample
+from mmseg.structures import SegDataSample, extra_maps
 from mmseg.utils import SampleList
 
 
@@ -18,7 +18,9 @@ def _mean_softmax(maps: List[torch.Tensor]) -> torch.Tensor:
 class SegTTAModel(BaseTTAModel):
     """Averages the class softmax of every view (each already resized to
     the original image and flipped back by the segmentor), then takes the
-    arg-max: the multi-scale + flip test of SenFormer."""
+    arg-max: the multi-scale + flip test of SenFormer. The extra maps of
+    the views (``extra_logits``, e.g. SenFormer's learners) are averaged
+    the same way, name by name."""
 
     def merge_preds(self, data_samples_list: List[SampleList]) -> SampleList:
         merged = []
@@ -31,12 +33,13 @@ class SegTTAModel(BaseTTAModel):
                 data=probs.argmax(dim=0, keepdim=True))
             if 'gt_sem_seg' in first:
                 sample.gt_sem_seg = first.gt_sem_seg
-            if 'learner_logits' in first:
-                sample.learner_logits = [
-                    PixelData(
-                        data=_mean_softmax(
-                            [view.learner_logits[i].data for view in views]))
-                    for i in range(len(first.learner_logits))
-                ]
+            if 'extra_logits' in first:
+                # every extra map averaged like seg_logits
+                sample.extra_logits = PixelData(
+                    **{
+                        name: _mean_softmax(
+                            [view.extra_logits.get(name) for view in views])
+                        for name, _ in extra_maps(first.extra_logits)
+                    })
             merged.append(sample)
         return merged
