@@ -57,22 +57,6 @@ def plain_projected_attention(q: torch.Tensor, tokens: torch.Tensor,
     return plain_attention(q, keys, values)
 
 
-def _bmm(a: torch.Tensor,
-         b: torch.Tensor,
-         out: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``B x heads x n x m`` @ ``B x heads x m x p``, image by image.
-
-    Keys and values are head-strided views of ``B x HW x C`` tokens, which
-    ``torch.matmul`` would copy to flatten the batch and head dimensions;
-    ``bmm`` reads them (and writes ``out``) in place.
-    """
-    if out is None:
-        out = a.new_empty(a.shape[:-1] + b.shape[-1:])
-    for i in range(len(a)):
-        torch.bmm(a[i], b[i], out=out[i])
-    return out
-
-
 def _key_slices(num_keys: int, key_block: int) -> Iterator[slice]:
     for start in range(0, num_keys, key_block):
         yield slice(start, min(start + key_block, num_keys))
@@ -88,44 +72,53 @@ def _split_heads(kv: torch.Tensor, num_heads: int) -> KeysValues:
 
 def _online_softmax(scaled_q: torch.Tensor, blocks: Iterable[KeysValues]
                     ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Attention over successive blocks of keys and values: the output and
-    the log-sum-exp of every query's scores (``B x heads x Nq x 1``)."""
+    """One image's attention over successive blocks of keys and values.
+
+    Args:
+        scaled_q: ``heads x Nq x d`` queries, scaled.
+        blocks: transposed keys and values, ``heads x d x n`` each.
+
+    Returns:
+        tuple: the output ``heads x Nq x d`` and the log-sum-exp of every
+        query's scores, ``heads x Nq x 1``.
+    """
     out = row_max = normaliser = None
-    for keys, values in blocks:
-        scores = _bmm(scaled_q, keys.transpose(-1, -2))
+    for keys_t, values_t in blocks:
+        scores = torch.bmm(scaled_q, keys_t)
         block_max = scores.amax(dim=-1, keepdim=True)
         if out is None:
             row_max = block_max
             weights = scores.sub_(row_max).exp_()
             normaliser = weights.sum(dim=-1, keepdim=True)
-            out = _bmm(weights, values)
+            out = torch.bmm(weights, values_t.transpose(1, 2))
             continue
         new_max = torch.maximum(row_max, block_max)
         rescale = (row_max - new_max).exp_()
         row_max = new_max
         weights = scores.sub_(row_max).exp_()
         normaliser.mul_(rescale).add_(weights.sum(dim=-1, keepdim=True))
-        out.mul_(rescale).add_(_bmm(weights, values))
+        out.mul_(rescale).baddbmm_(weights, values_t.transpose(1, 2))
     return out.div_(normaliser), row_max.add_(normaliser.log_())
 
 
-def _block_backward(scaled_q: torch.Tensor, keys: torch.Tensor,
-                    values: torch.Tensor, grad_out: torch.Tensor,
+def _block_backward(scaled_q: torch.Tensor, keys_t: torch.Tensor,
+                    values_t: torch.Tensor, grad_out: torch.Tensor,
                     grad_out_dot_out: torch.Tensor,
                     log_normaliser: torch.Tensor, grad_q: torch.Tensor,
-                    grad_keys: torch.Tensor, grad_values: torch.Tensor):
-    """One block of keys' share of the attention gradients: accumulated
-    into ``grad_q`` (of the scaled queries), written into ``grad_keys`` and
-    ``grad_values``. With P the block's softmax weights, recomputed from the
-    log-sum-exp: ``dV = P^T dO`` and ``dS = P * (dO V^T - rowsum(dO * O))``.
+                    grad_keys_t: torch.Tensor,
+                    grad_values_t: torch.Tensor) -> None:
+    """One image's and one block of keys' share of the attention gradients:
+    accumulated into ``grad_q`` (of the scaled queries), written into
+    ``grad_keys_t`` and ``grad_values_t`` (``heads x d x n``, contiguous).
+    With P the block's softmax weights, recomputed from the log-sum-exp:
+    ``dV = P^T dO`` and ``dS = P * (dO V^T - rowsum(dO * O))``.
     """
-    probs = _bmm(scaled_q, keys.transpose(-1, -2)).sub_(
-        log_normaliser).exp_()
-    _bmm(probs.transpose(-1, -2), grad_out, out=grad_values)
-    grad_scores = _bmm(grad_out, values.transpose(-1, -2))
+    probs = torch.bmm(scaled_q, keys_t).sub_(log_normaliser).exp_()
+    torch.bmm(grad_out.transpose(1, 2), probs, out=grad_values_t)
+    grad_scores = torch.bmm(grad_out, values_t)
     grad_scores.sub_(grad_out_dot_out).mul_(probs)
-    grad_q.add_(_bmm(grad_scores, keys))
-    _bmm(grad_scores.transpose(-1, -2), scaled_q, out=grad_keys)
+    grad_q.baddbmm_(grad_scores, keys_t.transpose(1, 2))
+    torch.bmm(scaled_q.transpose(1, 2), grad_scores, out=grad_keys_t)
 
 
 class _KeyBlockAttention(torch.autograd.Function):
@@ -133,10 +126,16 @@ class _KeyBlockAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, key_block):
         scale = q.shape[-1]**-0.5
-        blocks = ((k[:, :, keys], v[:, :, keys])
-                  for keys in _key_slices(k.shape[2], key_block))
-        out, log_normaliser = _online_softmax(q * scale, blocks)
-        ctx.save_for_backward(q, k, v, out, log_normaliser)
+        outs, log_normalisers = [], []
+        for i in range(len(q)):
+            blocks = ((k[i, :, keys].transpose(1, 2),
+                       v[i, :, keys].transpose(1, 2))
+                      for keys in _key_slices(k.shape[2], key_block))
+            out, log_normaliser = _online_softmax(q[i] * scale, blocks)
+            outs.append(out)
+            log_normalisers.append(log_normaliser)
+        out = torch.stack(outs)
+        ctx.save_for_backward(q, k, v, out, torch.stack(log_normalisers))
         ctx.key_block = key_block
         return out
 
@@ -152,10 +151,16 @@ class _KeyBlockAttention(torch.autograd.Function):
         grad_k = k.new_empty(B, L, heads, d).transpose(1, 2)
         grad_v = v.new_empty(B, L, heads, d).transpose(1, 2)
         grad_q = torch.zeros_like(q)
-        for keys in _key_slices(L, ctx.key_block):
-            _block_backward(scaled_q, k[:, :, keys], v[:, :, keys], grad_out,
-                            grad_out_dot_out, log_normaliser, grad_q,
-                            grad_k[:, :, keys], grad_v[:, :, keys])
+        for i in range(B):
+            for keys in _key_slices(L, ctx.key_block):
+                grad_keys_t = k.new_empty(heads, d, keys.stop - keys.start)
+                grad_values_t = torch.empty_like(grad_keys_t)
+                _block_backward(scaled_q[i], k[i, :, keys].transpose(1, 2),
+                                v[i, :, keys].transpose(1, 2), grad_out[i],
+                                grad_out_dot_out[i], log_normaliser[i],
+                                grad_q[i], grad_keys_t, grad_values_t)
+                grad_k[i, :, keys] = grad_keys_t.transpose(1, 2)
+                grad_v[i, :, keys] = grad_values_t.transpose(1, 2)
         return grad_q.mul_(scale), grad_k, grad_v, None
 
 
@@ -187,48 +192,63 @@ def key_block_attention(q: torch.Tensor,
     return _KeyBlockAttention.apply(q, k, v, key_block)
 
 
+def _project_transposed(tokens: torch.Tensor, kv_weight: torch.Tensor,
+                        kv_bias: torch.Tensor) -> torch.Tensor:
+    """``2C x n`` keys and values of ``n x C`` tokens, transposed: the
+    heads' keys and values are then contiguous ``heads x d x n`` blocks of
+    it, which the attention products read at full speed."""
+    return torch.addmm(kv_bias[:, None], kv_weight, tokens.t())
+
+
 class _TokenBlockAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, tokens, kv_weight, kv_bias, key_block):
-        heads = q.shape[1]
-        scale = q.shape[-1]**-0.5
+        B, heads, _, d = q.shape
+        scale = d**-0.5
         ctx.key_block = key_block
 
-        def blocks():
+        def blocks(image):
             for keys in _key_slices(tokens.shape[1], key_block):
-                yield _split_heads(
-                    F.linear(tokens[:, keys], kv_weight, kv_bias), heads)
+                kv_t = _project_transposed(tokens[image, keys], kv_weight,
+                                           kv_bias)
+                yield kv_t.view(2, heads, d, -1).unbind(0)
 
-        out, log_normaliser = _online_softmax(q * scale, blocks())
+        outs, log_normalisers = zip(*(
+            _online_softmax(q[i] * scale, blocks(i)) for i in range(B)))
+        out = torch.stack(outs)
         ctx.save_for_backward(q, tokens, kv_weight, kv_bias, out,
-                              log_normaliser)
+                              torch.stack(log_normalisers))
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         q, tokens, kv_weight, kv_bias, out, log_normaliser = ctx.saved_tensors
-        heads = q.shape[1]
-        scale = q.shape[-1]**-0.5
+        B, heads, _, d = q.shape
+        scale = d**-0.5
         scaled_q = q * scale
         grad_out_dot_out = (grad_out * out).sum(dim=-1, keepdim=True)
         grad_q = torch.zeros_like(q)
         grad_tokens = torch.empty_like(tokens)
         grad_weight = torch.zeros_like(kv_weight)
         grad_bias = torch.zeros_like(kv_bias)
-        for keys in _key_slices(tokens.shape[1], ctx.key_block):
-            block_tokens = tokens[:, keys]
-            kv = F.linear(block_tokens, kv_weight, kv_bias)
-            grad_kv = torch.empty_like(kv)
-            _block_backward(scaled_q, *_split_heads(kv, heads), grad_out,
-                            grad_out_dot_out, log_normaliser, grad_q,
-                            *_split_heads(grad_kv, heads))
-            del kv
-            for i in range(len(tokens)):
-                torch.mm(grad_kv[i], kv_weight, out=grad_tokens[i, keys])
-                grad_weight.addmm_(grad_kv[i].t(), block_tokens[i])
-            grad_bias.add_(grad_kv.sum(dim=(0, 1)))
+        for i in range(B):
+            for keys in _key_slices(tokens.shape[1], ctx.key_block):
+                block_tokens = tokens[i, keys]
+                keys_t, values_t = _project_transposed(
+                    block_tokens, kv_weight, kv_bias).view(2, heads, d,
+                                                           -1).unbind(0)
+                grad_kv_t = tokens.new_empty(2 * heads * d, len(block_tokens))
+                grad_keys_t, grad_values_t = grad_kv_t.view(
+                    2, heads, d, -1).unbind(0)
+                _block_backward(scaled_q[i], keys_t, values_t, grad_out[i],
+                                grad_out_dot_out[i], log_normaliser[i],
+                                grad_q[i], grad_keys_t, grad_values_t)
+                del keys_t, values_t
+                torch.mm(grad_kv_t.t(), kv_weight, out=grad_tokens[i, keys])
+                grad_weight.addmm_(grad_kv_t, block_tokens)
+                grad_bias.add_(grad_kv_t.sum(dim=1))
         return grad_q.mul_(scale), grad_tokens, grad_weight, grad_bias, None
 
 
