@@ -4,7 +4,7 @@ the machine's matrix-multiply rate, images/s and peak memory.
     python tools/benchmark.py CONFIG [CHECKPOINT] [--shape H W] [--batch N]
         [--mode inference|train] [--repeat K] [--amp] [--device cpu|cuda]
         [--compile [--compile-mode M] [--compile-backend B] [--freeze]]
-        [--json FILE] [--debug]
+        [--skip-flops] [--json FILE] [--debug]
 
 ``inference`` times ``encode_decode`` (logits at input size) without
 gradients; ``train`` times one forward + backward of the training losses
@@ -78,6 +78,10 @@ def parse_args(argv=None):
         '--freeze', action='store_true',
         help='inference with inductor: fold the weights into the compiled '
         'graph as constants (torch._inductor.config.freezing)')
+    parser.add_argument(
+        '--skip-flops', action='store_true',
+        help='do not count FLOPs (an extra untimed step; gflop and '
+        'matmul_fraction are then null)')
     parser.add_argument('--json', help='also write the figures to this file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
@@ -311,7 +315,9 @@ def main(argv=None):
     peak_memory = peak_memory_bytes(device)
     # FLOPs are counted on a gradient-enabled forward of the eager model:
     # the counter's module tracker needs autograd nodes
-    if args.mode == 'inference':
+    if args.skip_flops:
+        flops = None
+    elif args.mode == 'inference':
         flops, _ = count_flops(lambda: model.encode_decode(inputs, metas))
         model.zero_grad(set_to_none=True)
     else:
@@ -329,11 +335,12 @@ def main(argv=None):
         amp=str(amp_dtype).replace('torch.', '') if amp_dtype else None,
         shape=list(shape),
         batch=batch,
-        gflop=round(flops / 1e9, 1),
+        gflop=None if flops is None else round(flops / 1e9, 1),
         seconds_median=round(seconds, 4),
         seconds_all=[round(t, 4) for t in times],
         matmul_gflops=round(rate / 1e9, 1),
-        matmul_fraction=round(flops / seconds / rate, 3),
+        matmul_fraction=None if flops is None else round(
+            flops / seconds / rate, 3),
         images_per_second=round(batch / seconds, 3),
         peak_memory_gb=round(peak_memory / 1e9, 2),
         **compiled_figures,
