@@ -287,14 +287,16 @@ def main(argv=None):
         if args.mode == 'inference':
             eager_logits = eager_step()
 
-            def step():
+            def compiled_step():
                 with torch.no_grad():
                     return compiled_forward()
         else:
 
-            def step():
+            def compiled_step():
                 compiled_forward().backward()
                 model.zero_grad(set_to_none=True)
+
+        step = compiled_step
 
         _sync(device)
         start = time.perf_counter()

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from mmseg.engine.atomic_io import atomic_write, atomic_write_text
 from mmseg.utils.cli import ConfigError, add_debug_argument, run
@@ -472,8 +472,9 @@ def plot(points: List[dict], filename: str) -> None:
             ax.yaxis.set_major_formatter(FormatStrFormatter('%g'))
             ax.set_xlabel('input size (pixels)')
             ax.set_ylabel(label)
-            ax.set_title(f'{"forward (inference)" if mode == "forward" else "training step"}'
-                         f': {label}')
+            title = 'forward (inference)' if mode == 'forward' else \
+                'training step'
+            ax.set_title(f'{title}: {label}')
             ax.grid(True, alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
