@@ -29,6 +29,10 @@ FAKE_PUBLISHED = textwrap.dedent('''\
         p.add_argument(name, type=int)
     p.add_argument('--skip-flops', action='store_true')
     a = p.parse_args()
+    for entry in os.environ.get('PYTHONPATH', '').split(os.pathsep):
+        if entry and os.path.isfile(os.path.join(entry, 'mmseg',
+                                                 '__init__.py')):
+            sys.exit(f"this code's mmseg ({entry}) is on PYTHONPATH")
     if a.size == 96:
         time.sleep(60)
     if a.size == 160:
@@ -135,7 +139,9 @@ def test_scaling_grid_resume_and_plot(tmp_path, fake_published):
     grid = [sys.executable, SCALING, '--config', TOY, '--forward-sizes', 64,
             '64x96', '--train-sizes', 64, '--batches', 2, '--threads', 1,
             '--repeat', 1, '--out', out] + fake_published
-    run_cli(*grid)
+    # this code's mmseg on PYTHONPATH (as in a checkout without install)
+    # must not reach the published code
+    run_cli(*grid, env=dict(PYTHONPATH=REPO_ROOT))
     points = _points(out)
     # the published script takes square sizes only
     assert sorted(points) == [

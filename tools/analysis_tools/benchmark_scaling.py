@@ -27,7 +27,9 @@ The published script takes square sizes only, so non-square sizes (the
 Cityscapes whole image, 1024x2048) are measured for this code only.
 
 Peak memory is the process's peak resident memory, in GB of 1e9 bytes for
-both (the published script's KiB are converted).
+both (the published script's KiB are converted). The published script runs
+without the ``PYTHONPATH`` entries that hold an ``mmseg`` package (this
+code's would shadow its MMSegmentation 0.x).
 """
 import argparse
 import datetime
@@ -284,6 +286,22 @@ def published_command(args, point: dict) -> List[str]:
     return command
 
 
+def published_environment() -> dict:
+    """This environment without the PYTHONPATH entries that hold an
+    ``mmseg`` package: the published code brings its own (MMSegmentation
+    0.x), which this code's would shadow."""
+    env = dict(os.environ)
+    entries = [
+        e for e in env.get('PYTHONPATH', '').split(os.pathsep)
+        if e and not osp.isfile(osp.join(e, 'mmseg', '__init__.py'))
+    ]
+    if entries:
+        env['PYTHONPATH'] = os.pathsep.join(entries)
+    else:
+        env.pop('PYTHONPATH', None)
+    return env
+
+
 def run_with_timeout(command: List[str], timeout: float,
                      env: dict) -> Tuple[Optional[int], str, str]:
     """(exit status or None on timeout, stdout, stderr); a process that runs
@@ -331,7 +349,7 @@ def measure(args, point: dict) -> dict:
                 filter(None, [REPO_ROOT, os.environ.get('PYTHONPATH')])))
         else:
             command = published_command(args, point)
-            env = dict(os.environ)
+            env = published_environment()
         record['command'] = ' '.join(command)
         start = time.perf_counter()
         returncode, out, err = run_with_timeout(command, args.timeout, env)
