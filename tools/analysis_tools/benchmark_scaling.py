@@ -465,7 +465,9 @@ def plot(points: List[dict], filename: str) -> None:
                  ('peak_memory_gb', 'peak memory (GB)'))):
             ax = axes[row][column]
             for b_index, batch in enumerate(batches):
-                for impl, style in ((THIS, '-'), (PUBLISHED, '--')):
+                # markers too: a series of one point has no line style
+                for impl, style, marker in ((THIS, '-', 'o'),
+                                            (PUBLISHED, '--', 's')):
                     series = sorted(
                         (r for r in measured if r['mode'] == mode
                          and r['impl'] == impl and r['batch'] == batch),
@@ -473,7 +475,7 @@ def plot(points: List[dict], filename: str) -> None:
                     if not series:
                         continue
                     ax.plot([r['height'] * r['width'] / 1e6 for r in series],
-                            [r[field] for r in series], style, marker='o',
+                            [r[field] for r in series], style, marker=marker,
                             color=colours(b_index),
                             label=f'{"this code" if impl == THIS else impl}'
                             f', batch {batch}')
@@ -496,8 +498,11 @@ def plot(points: List[dict], filename: str) -> None:
             ax.grid(True, alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-    fig.suptitle('SenFormer cost against input size: this code (solid), '
-                 'published (dashed)')
+            else:
+                ax.text(0.5, 0.5, 'not measured', transform=ax.transAxes,
+                        ha='center', va='center', color='grey')
+    fig.suptitle('SenFormer cost against input size: this code (solid, '
+                 'circles), published (dashed, squares)')
     fig.tight_layout()
     atomic_write(filename, lambda f: fig.savefig(f, format='png', dpi=110))
     plt.close(fig)
