@@ -20,7 +20,8 @@ what it measured and ``--resume`` goes on from there.
 
 A point is not started when the peak memory extrapolated from the two
 largest measured points of the same implementation, mode and batch exceeds
-``--memory-limit-gb`` (default: the machine's memory), or when a smaller
+``--memory-limit-gb`` (default: 90 % of the machine's memory, as the
+extrapolation is rough and the system needs some), or when a smaller
 point of that series failed, ran out of memory or out of time; a point that
 fails, is killed, or runs past ``--timeout`` is recorded with that status.
 The published script takes square sizes only, so non-square sizes (the
@@ -60,6 +61,8 @@ DEFAULT_PUBLISHED_SCRIPT = osp.join(
     osp.dirname(REPO_ROOT), 'shared', 'published', 'bench_published.py')
 
 THIS, PUBLISHED = 'this', 'published'
+#: share of the machine's memory a point may be expected to take
+MEMORY_SHARE = 0.9
 #: statuses after which a later, larger point of the series is not tried
 BLOCKING = ('oom', 'timeout', 'failed')
 
@@ -121,8 +124,8 @@ def parse_args(argv=None):
                         'included (default: %(default)s)')
     parser.add_argument(
         '--memory-limit-gb', type=float, default=None,
-        help='do not start points expected to need more (default: the '
-        'machine\'s total memory)')
+        help='do not start points expected to need more (default: 90 %% '
+        'of the machine\'s memory)')
     parser.add_argument('--published-python', default=DEFAULT_PUBLISHED_PYTHON,
                         help='python of the published code\'s environment '
                         '(default: %(default)s)')
@@ -420,7 +423,7 @@ def measure_grid(args) -> List[dict]:
     if missing:
         print(f'measuring this code only ({missing})', flush=True)
     machine = machine_description(args)
-    limit = args.memory_limit_gb or total_memory_gb()
+    limit = args.memory_limit_gb or MEMORY_SHARE * total_memory_gb()
     points = grid(args, with_published=missing is None)
     finished = {r['key'] for r in done}
     for number, point in enumerate(points, 1):
