@@ -68,19 +68,6 @@ def _default_shape(cfg):
     return tuple(int(s) for s in size)
 
 
-def _distinct_class_queries(model) -> None:
-    """Random SenFormer weights give every class almost the same score (the
-    class queries start at std 0.02 and the blocks' shared terms swamp
-    them), so comparing arg-maxes would compare ties: draw the queries
-    with std 1, which makes the classes differ."""
-    import torch
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.rsplit('.', 1)[-1] == 'queries':
-                param.copy_(torch.randn(param.shape, generator=generator))
-
-
 def main(argv=None):
     args = parse_args(argv)
     checkpoint = None if args.checkpoint.lower() == 'none' else \
@@ -96,7 +83,8 @@ def main(argv=None):
         raise FileNotFoundError(f'output folder not found: {out_dir}')
 
     from mmseg.apis import init_model
-    from mmseg.apis.export import ExportError, export_model
+    from mmseg.apis.export import (ExportError, distinct_class_queries,
+                                   export_model)
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
@@ -104,7 +92,7 @@ def main(argv=None):
     with attach_config_to_errors(cfg):
         model = init_model(cfg, checkpoint, device='cpu')
     if checkpoint is None:
-        _distinct_class_queries(model)
+        distinct_class_queries(model)
 
     start = time.perf_counter()
     try:
