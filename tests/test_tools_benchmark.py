@@ -121,7 +121,9 @@ def test_benchmark_compile_inference_on_toy(tmp_path):
     assert result['compile_graphs'] == 1
     assert result['compile_graph_breaks'] == 0
     assert result['pixel_agreement'] == 1.0
-    assert result['logits_max_abs_diff'] == 0.0
+    # traced, the operations take their sdpa implementation (ops.switch):
+    # equal to the eager CPU kernels up to rounding
+    assert result['logits_max_abs_diff'] < 1e-5
     assert 'warning' not in proc.stderr
 
 

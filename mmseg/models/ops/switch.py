@@ -17,7 +17,9 @@ that equal it in value and gradient:
     of keys (projected block by block where they are recomputed anyway).
 ``auto`` (the default)
     ``cpu`` for CPU tensors in full precision outside autocast, ``sdpa``
-    otherwise.
+    otherwise; ``sdpa`` too while ``torch.compile`` traces, whose compiler
+    fuses the plain operations itself and would split its graph at the CPU
+    kernels' loops.
 
 Choose with the environment variable ``MMSEG_OPS`` (read at import), with
 :func:`set_implementation`, or for a scope with :func:`implementation`::
@@ -86,6 +88,8 @@ def implementation_for(x: torch.Tensor) -> str:
         return 'reference'
     if _chosen != 'auto':
         return _chosen
+    if torch.compiler.is_compiling():
+        return 'sdpa'
     if (x.device.type == 'cpu' and x.dtype in _FULL_PRECISION
             and not torch.is_autocast_enabled('cpu')):
         return 'cpu'
