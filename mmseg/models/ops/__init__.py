@@ -47,15 +47,14 @@ from .upsampled_losses import (SLAB_ELEMENTS, plain_upsampled_nll,
                                upsampled_nll_and_argmax)
 
 __all__ = [
-    'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK', 'KeysValues',
-    'CHUNK_TOKENS', 'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention', 'chunked_mlp', 'mlp',
-    'over_chunks', 'plain_mlp', 'recomputed_mlp', 'chosen_implementation', 'cross_attention',
-    'cross_attention_kv',
-    'gelu_linear', 'implementation', 'implementation_for',
-    'key_block_attention', 'map_to_tokens',
-    'plain_attention', 'plain_gelu_linear', 'plain_projected_attention',
-    'plain_upsampled_nll', 'pointwise_conv', 'project_keys_values',
-    'recompute_keys_values', 'set_implementation', 'token_block_attention',
-    'tokens_to_map', 'upsampled_argmax', 'upsampled_nll',
-    'upsampled_nll_and_argmax'
+    'CHUNK_TOKENS', 'ENV_VARIABLE', 'IMPLEMENTATIONS', 'KEY_BLOCK',
+    'KeysValues', 'SLAB_ELEMENTS', 'TOKEN_CHUNK', 'attention',
+    'chosen_implementation', 'chunked_mlp', 'cross_attention',
+    'cross_attention_kv', 'gelu_linear', 'implementation',
+    'implementation_for', 'key_block_attention', 'map_to_tokens', 'mlp',
+    'over_chunks', 'plain_attention', 'plain_gelu_linear', 'plain_mlp',
+    'plain_projected_attention', 'plain_upsampled_nll', 'pointwise_conv',
+    'project_keys_values', 'recompute_keys_values', 'recomputed_mlp',
+    'set_implementation', 'token_block_attention', 'tokens_to_map',
+    'upsampled_argmax', 'upsampled_nll', 'upsampled_nll_and_argmax'
 ]

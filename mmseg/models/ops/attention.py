@@ -10,7 +10,7 @@ The dispatching functions (:func:`attention`, :func:`cross_attention_kv`,
 :func:`cross_attention`) take the implementation of
 :mod:`mmseg.models.ops.switch`.
 """
-from typing import Iterable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +101,19 @@ def _online_softmax(scaled_q: torch.Tensor, blocks: Iterable[KeysValues]
     return out.div_(normaliser), row_max.add_(normaliser.log_())
 
 
+def _online_softmax_by_image(
+        q: torch.Tensor, blocks: Callable[[int], Iterable[KeysValues]]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_online_softmax` of every image of ``B x heads x Nq x d``
+    queries, ``blocks(i)`` giving image i's blocks; the outputs and
+    log-sum-exps stacked, ``B x heads x Nq x d`` and ``B x heads x Nq x
+    1``."""
+    scale = q.shape[-1]**-0.5
+    outs, log_normalisers = zip(*(_online_softmax(q[i] * scale, blocks(i))
+                                  for i in range(len(q))))
+    return torch.stack(outs), torch.stack(log_normalisers)
+
+
 def _block_backward(scaled_q: torch.Tensor, keys_t: torch.Tensor,
                     values_t: torch.Tensor, grad_out: torch.Tensor,
                     grad_out_dot_out: torch.Tensor,
@@ -125,17 +138,14 @@ class _KeyBlockAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, key_block):
-        scale = q.shape[-1]**-0.5
-        outs, log_normalisers = [], []
-        for i in range(len(q)):
-            blocks = ((k[i, :, keys].transpose(1, 2),
-                       v[i, :, keys].transpose(1, 2))
-                      for keys in _key_slices(k.shape[2], key_block))
-            out, log_normaliser = _online_softmax(q[i] * scale, blocks)
-            outs.append(out)
-            log_normalisers.append(log_normaliser)
-        out = torch.stack(outs)
-        ctx.save_for_backward(q, k, v, out, torch.stack(log_normalisers))
+
+        def blocks(image):
+            for keys in _key_slices(k.shape[2], key_block):
+                yield (k[image, :, keys].transpose(1, 2),
+                       v[image, :, keys].transpose(1, 2))
+
+        out, log_normaliser = _online_softmax_by_image(q, blocks)
+        ctx.save_for_backward(q, k, v, out, log_normaliser)
         ctx.key_block = key_block
         return out
 
@@ -196,29 +206,33 @@ def _project_transposed(tokens: torch.Tensor, kv_weight: torch.Tensor,
                         kv_bias: torch.Tensor) -> torch.Tensor:
     """``2C x n`` keys and values of ``n x C`` tokens, transposed: the
     heads' keys and values are then contiguous ``heads x d x n`` blocks of
-    it, which the attention products read at full speed."""
+    it (:func:`_split_heads_transposed`), which the attention products read
+    at full speed."""
     return torch.addmm(kv_bias[:, None], kv_weight, tokens.t())
+
+
+def _split_heads_transposed(kv_t: torch.Tensor,
+                            num_heads: int) -> KeysValues:
+    """``2C x n`` transposed keys and values (or their gradient) -> keys
+    and values, each a contiguous ``heads x d x n`` view."""
+    return tuple(kv_t.view(2, num_heads, -1, kv_t.shape[1]).unbind(0))
 
 
 class _TokenBlockAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, tokens, kv_weight, kv_bias, key_block):
-        B, heads, _, d = q.shape
-        scale = d**-0.5
-        ctx.key_block = key_block
 
         def blocks(image):
             for keys in _key_slices(tokens.shape[1], key_block):
-                kv_t = _project_transposed(tokens[image, keys], kv_weight,
-                                           kv_bias)
-                yield kv_t.view(2, heads, d, -1).unbind(0)
+                yield _split_heads_transposed(
+                    _project_transposed(tokens[image, keys], kv_weight,
+                                        kv_bias), q.shape[1])
 
-        outs, log_normalisers = zip(*(
-            _online_softmax(q[i] * scale, blocks(i)) for i in range(B)))
-        out = torch.stack(outs)
+        out, log_normaliser = _online_softmax_by_image(q, blocks)
         ctx.save_for_backward(q, tokens, kv_weight, kv_bias, out,
-                              torch.stack(log_normalisers))
+                              log_normaliser)
+        ctx.key_block = key_block
         return out
 
     @staticmethod
@@ -236,12 +250,12 @@ class _TokenBlockAttention(torch.autograd.Function):
         for i in range(B):
             for keys in _key_slices(tokens.shape[1], ctx.key_block):
                 block_tokens = tokens[i, keys]
-                keys_t, values_t = _project_transposed(
-                    block_tokens, kv_weight, kv_bias).view(2, heads, d,
-                                                           -1).unbind(0)
+                keys_t, values_t = _split_heads_transposed(
+                    _project_transposed(block_tokens, kv_weight, kv_bias),
+                    heads)
                 grad_kv_t = tokens.new_empty(2 * heads * d, len(block_tokens))
-                grad_keys_t, grad_values_t = grad_kv_t.view(
-                    2, heads, d, -1).unbind(0)
+                grad_keys_t, grad_values_t = _split_heads_transposed(
+                    grad_kv_t, heads)
                 _block_backward(scaled_q[i], keys_t, values_t, grad_out[i],
                                 grad_out_dot_out[i], log_normaliser[i],
                                 grad_q[i], grad_keys_t, grad_values_t)

@@ -35,14 +35,14 @@ def plain_mlp(x: torch.Tensor, fc1_weight: torch.Tensor,
                     fc2_bias)
 
 
-def _fused_linear_gelu_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(
-        torch.ops.mkldnn, '_linear_pointwise')
+# oneDNN's linear with a GELU post-op, in PyTorch's x86 and Arm builds
+_FUSED_LINEAR_GELU = torch.backends.mkldnn.is_available() and hasattr(
+    torch.ops.mkldnn, '_linear_pointwise')
 
 
 def _linear_gelu(x: torch.Tensor, weight: torch.Tensor,
                  bias: Optional[torch.Tensor]) -> torch.Tensor:
-    if x.dtype == torch.float32 and _fused_linear_gelu_available():
+    if x.dtype == torch.float32 and _FUSED_LINEAR_GELU:
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, 'gelu', [],
                                                   'none')
     return F.gelu(F.linear(x, weight, bias))

@@ -40,16 +40,20 @@ def _upsample(maps: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
 
 class _Band(NamedTuple):
     """Output rows ``[start, stop)`` of the upsampled map, made from input
-    rows ``[in_start, in_stop)`` as ``out_rows`` rows whose first ``skip``
-    are discarded; ``scale`` is the row scale to pass the kernel, or None
-    for the whole image."""
+    rows ``[in_start, in_stop)`` together with the ``skip`` rows above
+    ``start``, which are discarded; ``scale`` is the row scale to pass the
+    kernel, or None for the whole image."""
     start: int
     stop: int
     in_start: int
     in_stop: int
     skip: int
-    out_rows: int
     scale: Optional[float]
+
+    @property
+    def out_rows(self) -> int:
+        """Rows the kernel makes, the discarded ones included."""
+        return self.stop - self.start + self.skip
 
 
 def _bands(in_height: int, out_height: int, width: int, num_classes: int,
@@ -57,7 +61,7 @@ def _bands(in_height: int, out_height: int, width: int, num_classes: int,
     factor, remainder = divmod(out_height, in_height)
     rows = slab_elements // (width * num_classes) // max(factor, 1) * factor
     if align_corners or remainder or rows == 0 or rows >= out_height:
-        yield _Band(0, out_height, 0, in_height, 0, out_height, None)
+        yield _Band(0, out_height, 0, in_height, 0, None)
         return
     for start in range(0, out_height, rows):
         stop = min(start + rows, out_height)
@@ -66,8 +70,7 @@ def _bands(in_height: int, out_height: int, width: int, num_classes: int,
         in_start = max(start // factor - 1, 0)
         in_stop = min(stop // factor + 1, in_height)
         skip = start - in_start * factor
-        yield _Band(start, stop, in_start, in_stop, skip,
-                    stop - in_start * factor, float(factor))
+        yield _Band(start, stop, in_start, in_stop, skip, float(factor))
 
 
 def _upsample_band(maps: torch.Tensor, band: _Band, width: int,
