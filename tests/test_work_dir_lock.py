@@ -1,6 +1,7 @@
 """WorkDirLock without subprocesses (the command-line cases are in
 test_preemption.py)."""
 import json
+import os
 import socket
 
 import pytest
@@ -32,6 +33,34 @@ def test_the_lock_file_of_a_dead_run_is_taken_over(tmp_path):
     assert lock.acquire() == dead
     assert json.loads((tmp_path / 'train.lock').read_text())['pid'] != 424242
     lock.release()
+
+
+def test_a_forked_child_does_not_keep_a_dead_runs_lock(tmp_path):
+    """A dataloader worker forked by the run must not hold the lock once
+    the run is gone (killed while its workers still live)."""
+    holder = WorkDirLock(str(tmp_path))
+    holder.acquire()
+    read_end, write_end = os.pipe()
+    started_read, started_write = os.pipe()
+    child = os.fork()
+    if child == 0:  # a worker: lives on until the test ends
+        os.close(write_end)
+        os.write(started_write, b'.')
+        os.read(read_end, 1)
+        os._exit(0)
+    try:
+        os.close(read_end)
+        os.read(started_read, 1)  # the child runs (its fork handlers ran)
+        # the run dies without releasing: only its descriptor goes
+        os.close(holder._fd)
+        holder._fd = None
+        with WorkDirLock(str(tmp_path)):
+            pass
+    finally:
+        os.close(write_end)
+        os.close(started_read)
+        os.close(started_write)
+        os.waitpid(child, 0)
 
 
 def test_parse_signal_names():

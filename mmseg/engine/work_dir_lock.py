@@ -7,7 +7,8 @@ exclusive ``flock`` on ``work_dir/train.lock`` for the whole run; the file
 names the holder (host, pid, start time, command). The operating system
 drops the lock when its process dies, however it dies, so the lock of a
 killed run is never in the way: the next run takes it over and logs whose
-it was.
+it was. A forked child (a dataloader worker) would share the lock and keep
+it past its parent's death, so children close their copy at fork.
 """
 import errno
 import fcntl
@@ -17,6 +18,7 @@ import os.path as osp
 import socket
 import sys
 import time
+import weakref
 from typing import Optional
 
 from mmseg.utils.errors import SenFormerError
@@ -30,6 +32,21 @@ _NO_FLOCK = (errno.ENOLCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
 
 class WorkDirBusyError(SenFormerError, RuntimeError):
     """Another live run holds the work directory."""
+
+
+# the locks this process holds, whose copies forked children close
+_HELD: 'weakref.WeakSet[WorkDirLock]' = weakref.WeakSet()
+
+
+def _close_inherited_locks() -> None:
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def describe_owner(owner: Optional[dict]) -> str:
@@ -117,6 +134,7 @@ class WorkDirLock:
                 break
             os.close(fd)
         self._fd = fd
+        _HELD.add(self)
         owner = dict(
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -169,6 +187,7 @@ class WorkDirLock:
         finally:
             os.close(self._fd)
             self._fd = None
+            _HELD.discard(self)
 
     def __enter__(self):
         self.acquire()
