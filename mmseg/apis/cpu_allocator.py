@@ -13,18 +13,13 @@ It lives with the inference API because inference is its only use
 (``tools/test.py``, the demos, ``tools/benchmark.py --mode inference``);
 training must not call it.
 """
-import ctypes
-import ctypes.util
-import os
-import platform
+from mmseg.utils.glibc_heap import glibc
 
 # mallopt parameters, from glibc's malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 # free memory at the top of the heap beyond this is returned to the system
 _TRIM_THRESHOLD_BYTES = 1 << 30
-
-DISABLE_ENV = 'MMSEG_DEFAULT_MALLOC'
 
 
 def keep_freed_memory() -> bool:
@@ -37,11 +32,7 @@ def keep_freed_memory() -> bool:
     Returns:
         bool: whether the allocator was changed.
     """
-    if os.environ.get(DISABLE_ENV, '0') not in ('', '0'):
-        return False
-    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
-        return False
-    libc = ctypes.CDLL(ctypes.util.find_library('c'))
-    return bool(
+    libc = glibc()
+    return libc is not None and bool(
         libc.mallopt(_M_MMAP_MAX, 0)
         and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES))

@@ -3,12 +3,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmseg.registry import MODELS
+from .. import ops
 
 
 class BasicBlock(BaseModule):
@@ -52,10 +52,8 @@ class BasicBlock(BaseModule):
         return out + identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self._residual, x, use_reentrant=False)
-        else:
-            out = self._residual(x)
+        out = ops.recomputed(
+            self._residual, x, state_of=self, enabled=self.with_cp)
         return self.relu(out)
 
 
@@ -112,10 +110,8 @@ class Bottleneck(BaseModule):
         return out + identity
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self._residual, x, use_reentrant=False)
-        else:
-            out = self._residual(x)
+        out = ops.recomputed(
+            self._residual, x, state_of=self, enabled=self.with_cp)
         return self.relu(out)
 
 
@@ -169,7 +165,12 @@ class ResNet(BaseModule):
         frozen_stages: freeze the stem (>= 0) and the first stages.
         conv_cfg, norm_cfg: convolution and norm layers.
         norm_eval: keep norm layers in eval mode while training.
-        with_cp: activation checkpointing in every block.
+        with_cp: recompute every block's activations in backward instead
+            of keeping them (:func:`mmseg.models.ops.recomputed`: the
+            batch-norm running statistics are updated once; the reference
+            implementation keeps everything).
+        recompute_stages: stages (0 = first) whose blocks are recomputed
+            so, when ``with_cp`` is not set.
         zero_init_residual: zero the last norm of every block at init.
         pretrained: checkpoint (deprecated alias of a Pretrained init_cfg).
         init_cfg: mmengine initialisation config.
@@ -200,6 +201,7 @@ class ResNet(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 recompute_stages: Sequence[int] = (),
                  zero_init_residual: bool = True,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
@@ -230,6 +232,10 @@ class ResNet(BaseModule):
             raise ValueError(
                 f'ResNet out_indices {tuple(out_indices)} must be stages 0 to '
                 f'{num_stages - 1} (num_stages={num_stages})')
+        if not set(recompute_stages) <= set(range(num_stages)):
+            raise ValueError(
+                f'ResNet recompute_stages {tuple(recompute_stages)} must be '
+                f'stages 0 to {num_stages - 1} (num_stages={num_stages})')
         self.out_indices = tuple(out_indices)
         self.deep_stem = deep_stem
         self.frozen_stages = frozen_stages
@@ -253,7 +259,7 @@ class ResNet(BaseModule):
                 dilation=dilations[i],
                 contract_dilation=contract_dilation,
                 style=style,
-                with_cp=with_cp,
+                with_cp=with_cp or i in recompute_stages,
                 conv_cfg=conv_cfg,
                 norm_cfg=norm_cfg)
             channels = planes * block.expansion

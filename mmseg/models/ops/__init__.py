@@ -14,6 +14,9 @@ kv`                                                      :func:`key_block_attent
                                                          :func:`token_block_attention`
 :func:`recompute_keys_    keeps them                     saved-tensor hooks
 values`
+:func:`recomputed`        keeps them                     checkpoint, batch-norm
+                                                         statistics counted
+                                                         once
 :func:`gelu_linear`       :func:`plain_gelu_linear`      GELU recomputed
 :func:`mlp`               :func:`plain_mlp`              GELU recomputed;
                                                          CPU: by chunks of
@@ -38,7 +41,7 @@ from .chunking import CHUNK_TOKENS, over_chunks
 from .gelu_linear import gelu_linear, plain_gelu_linear
 from .mlp import TOKEN_CHUNK, chunked_mlp, mlp, plain_mlp, recomputed_mlp
 from .pointwise_conv import pointwise_conv
-from .recompute import recompute_keys_values
+from .recompute import recompute_keys_values, recomputed
 from .switch import (ENV_VARIABLE, IMPLEMENTATIONS, chosen_implementation,
                      implementation, implementation_for, set_implementation)
 from .token_layout import map_to_tokens, tokens_to_map
@@ -54,7 +57,8 @@ __all__ = [
     'implementation_for', 'key_block_attention', 'map_to_tokens', 'mlp',
     'over_chunks', 'plain_attention', 'plain_gelu_linear', 'plain_mlp',
     'plain_projected_attention', 'plain_upsampled_nll', 'pointwise_conv',
-    'project_keys_values', 'recompute_keys_values', 'recomputed_mlp',
+    'project_keys_values', 'recompute_keys_values', 'recomputed',
+    'recomputed_mlp',
     'set_implementation', 'token_block_attention', 'tokens_to_map',
     'upsampled_argmax', 'upsampled_nll', 'upsampled_nll_and_argmax'
 ]

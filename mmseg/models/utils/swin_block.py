@@ -3,7 +3,6 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
@@ -57,7 +56,12 @@ class SwinBlock(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth of both residual branches.
         act_cfg, norm_cfg: MLP activation and the norms' config.
-        with_cp: recompute the block in backward to save memory.
+        with_cp: recompute the block's activations in backward instead of
+            keeping them (:func:`mmseg.models.ops.recomputed`).
+        recompute_attention: recompute those of the attention branch only
+            (the MLP's hidden activations are recomputed by
+            :func:`mmseg.models.ops.mlp` anyway): a third of the work of
+            ``with_cp`` for nearly all of its memory.
     """
 
     def __init__(self,
@@ -73,9 +77,11 @@ class SwinBlock(nn.Module):
                  drop_path_rate: float = 0.,
                  act_cfg: dict = dict(type='GELU'),
                  norm_cfg: dict = dict(type='LN'),
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 recompute_attention: bool = False):
         super().__init__()
         self.with_cp = with_cp
+        self.recompute_attention = recompute_attention
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ShiftWindowMSA(
             embed_dims,
@@ -92,18 +98,24 @@ class SwinBlock(nn.Module):
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
+    def _attention_residual(self, x: torch.Tensor,
+                            hw_shape: Tuple[int, int]) -> torch.Tensor:
+        return x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+
     def _forward(self, x: torch.Tensor, hw_shape: Tuple[int,
                                                         int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw_shape))
+        x = ops.recomputed(
+            self._attention_residual,
+            x,
+            hw_shape,
+            enabled=self.recompute_attention)
         return x + self.drop_path(self.ffn(self.norm2(x)))
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int,
                                                        int]) -> torch.Tensor:
         """``B x HW x C`` -> ``B x HW x C``."""
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward, x, hw_shape, use_reentrant=False)
-        return self._forward(x, hw_shape)
+        return ops.recomputed(
+            self._forward, x, hw_shape, enabled=self.with_cp)
 
 
 class SwinBlockSequence(nn.Module):
@@ -131,7 +143,8 @@ class SwinBlockSequence(nn.Module):
                  downsample: Optional[nn.Module] = None,
                  act_cfg: dict = dict(type='GELU'),
                  norm_cfg: dict = dict(type='LN'),
-                 with_cp: bool = False):
+                 with_cp: bool = False,
+                 recompute_attention: bool = False):
         super().__init__()
         if isinstance(drop_path_rate, (int, float)):
             drop_path_rate = [float(drop_path_rate)] * depth
@@ -152,7 +165,8 @@ class SwinBlockSequence(nn.Module):
                 drop_path_rate=drop_path_rate[i],
                 act_cfg=act_cfg,
                 norm_cfg=norm_cfg,
-                with_cp=with_cp) for i in range(depth))
+                with_cp=with_cp,
+                recompute_attention=recompute_attention) for i in range(depth))
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor, hw_shape: Tuple[int, int]):

@@ -25,7 +25,11 @@ model = dict(
         norm_cfg=norm_cfg,
         norm_eval=False,
         style='pytorch',
-        contract_dilation=True),
+        contract_dilation=True,
+        # memory only (not in the published configs): the stride-4 and 8
+        # stages' activations are recomputed in backward, with equal
+        # results (docs/benchmarks.md)
+        recompute_stages=(0, 1)),
     neck=dict(
         type='FPNT',
         in_channels=[256, 512, 1024, 2048],
