@@ -72,8 +72,11 @@ def _model(case: dict, recompute: bool):
     overrides = {}
     if 'swin' in case['config']:
         overrides['backbone.drop_path_rate'] = 0.0
-    if not recompute:
+    if not recompute:  # keep every activation: plain autograd
         overrides['decode_head.recompute_levels'] = ()
+        overrides['neck.recompute_levels'] = ()
+        if 'swin' not in case['config']:
+            overrides['backbone.recompute_stages'] = ()
     model = build_model(case['config'], **overrides)
     model.load_state_dict(load_detw().det_state_dict(model.state_dict()))
     for module in model.modules():

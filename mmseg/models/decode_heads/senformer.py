@@ -40,10 +40,11 @@ class SenFormer(BaseDecodeHead):
         feature_strides: strides of the input levels, finest first.
         recompute_levels: levels (0 = finest) whose learner projects its
             cross-attention keys and values again in backward instead of
-            keeping them for it. At stride 4 they are the largest part of
-            the training memory (0.8 GB for SenFormerNWS-R50 at 512 x 512,
-            batch 2) and redoing them costs 8% of the step's FLOPs; ``()``
-            keeps them all. Outputs and gradients are the same.
+            keeping them for it. At strides 4 and 8 they are the largest
+            part of the training memory (0.8 and 0.2 GB for
+            SenFormerNWS-R50 at 512 x 512, batch 2) and redoing them costs
+            10% of the step's FLOPs; ``()`` keeps them all. Outputs and
+            gradients are the same.
         loss_decode: loss of each learner; by default the cross-entropy
             averaged over the non-ignored pixels, as published.
         channels, dropout_ratio, norm_cfg: size the classifier ``conv_seg``
@@ -58,7 +59,7 @@ class SenFormer(BaseDecodeHead):
                  num_heads: int,
                  branch_depth: int,
                  feature_strides: Sequence[int],
-                 recompute_levels: Sequence[int] = (0, ),
+                 recompute_levels: Sequence[int] = (0, 1),
                  loss_decode: ConfigType = dict(
                      type='CrossEntropyLoss',
                      loss_weight=1.0,
