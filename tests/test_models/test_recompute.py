@@ -139,3 +139,18 @@ def test_heap_release_can_be_disabled(monkeypatch):
     monkeypatch.setenv(glibc_heap.DISABLE_ENV, '1')
     assert glibc_heap.release_freed_heap() is False
     assert glibc_heap.glibc() is None
+
+
+def test_heap_is_released_once_per_backward(monkeypatch):
+    from mmseg.models.ops import recompute
+    releases = []
+    monkeypatch.setattr(recompute, 'release_freed_heap',
+                        lambda: releases.append(1) or True)
+    block = _bottleneck()
+    block.with_cp = True
+    blocks = torch.nn.Sequential(block, copy.deepcopy(block))
+    for step in (1, 2):
+        x = torch.randn(2, 16, 12, 12, requires_grad=True)
+        with ops.implementation('cpu'):
+            blocks[1](blocks[0](x)[:, :16]).sum().backward()
+        assert len(releases) == step
