@@ -61,7 +61,7 @@ class SwinBlock(nn.Module):
         recompute_attention: recompute those of the attention branch only
             (the MLP's hidden activations are recomputed by
             :func:`mmseg.models.ops.mlp` anyway): a third of the work of
-            ``with_cp`` for nearly all of its memory.
+            ``with_cp`` for most of its memory.
     """
 
     def __init__(self,
