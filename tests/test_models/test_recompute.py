@@ -2,6 +2,7 @@
 backward equal the kept ones in value, gradient and batch-norm statistics,
 and are not kept."""
 import copy
+from typing import Tuple
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from mmseg.utils import glibc_heap
 FAST = ['sdpa', 'cpu']
 
 
-def _saved_numel(fn, *inputs) -> int:
+def _saved_numel(fn, *inputs) -> Tuple[int, torch.Tensor]:
     """Elements autograd keeps for backward while ``fn`` runs (parameters
     excluded), and its output."""
     saved = []
